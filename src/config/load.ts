@@ -1,0 +1,206 @@
+/**
+ * Loading and validating the config file. Every error names the file, the key and the fix, and a
+ * bad file is never rewritten: pgwarden only reads it.
+ */
+import { readFileSync } from 'node:fs';
+import Conf from 'conf';
+import { UserError, messageOf } from '../errors.js';
+import { resolveConnection } from './conninfo.js';
+import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
+
+export const defaultRefreshMs = 2000;
+export const defaultStatementTimeoutMs = 5000;
+export const defaultLockTimeoutMs = 1000;
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+/** Where pgwarden looks for its config when --config is not given (the user's config directory). */
+export function defaultConfigPath(): string {
+  return new Conf({ projectName: 'pgwarden', projectSuffix: '', configName: 'config' }).path;
+}
+
+class Validator {
+  constructor(private readonly file: string) {}
+
+  fail(key: string, problem: string, fix: string): never {
+    throw new UserError(`${this.file}: ${key}: ${problem}`, fix);
+  }
+
+  object(value: Json | undefined, key: string, allowed: readonly string[]): JsonObject {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      this.fail(key, `expected an object, found ${describe(value)}`, `write ${key} as { … }`);
+    }
+    for (const name of Object.keys(value)) {
+      if (!allowed.includes(name)) {
+        const near = allowed.find((candidate) => candidate.replace(/_/g, '') === name.replace(/[_-]/g, '').toLowerCase());
+        this.fail(
+          `${key}.${name}`,
+          'unknown key',
+          near === undefined ? `remove it; known keys here: ${allowed.join(', ')}` : `did you mean "${near}"?`,
+        );
+      }
+    }
+    return value;
+  }
+
+  array(value: Json | undefined, key: string): Json[] {
+    if (!Array.isArray(value)) this.fail(key, `expected a list, found ${describe(value)}`, `write ${key} as [ … ]`);
+    return value;
+  }
+
+  string(value: Json | undefined, key: string, example: string): string {
+    if (typeof value !== 'string' || value.trim() === '') {
+      this.fail(key, `expected a non-empty string, found ${describe(value)}`, `for example "${example}"`);
+    }
+    return value;
+  }
+
+  integer(value: Json | undefined, key: string, min: number, max: number): number {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      this.fail(key, `expected a whole number from ${min} to ${max}, found ${describe(value)}`, `set ${key} to a value in that range`);
+    }
+    return value;
+  }
+
+  boolean(value: Json | undefined, key: string): boolean {
+    if (typeof value !== 'boolean') this.fail(key, `expected true or false, found ${describe(value)}`, `set ${key} to true or false`);
+    return value;
+  }
+}
+
+function describe(value: Json | undefined): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'an object';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function connectionAt(v: Validator, file: string, value: Json | undefined, key: string): NodeConfig['connection'] {
+  const dsn = v.string(value, key, 'postgresql://monitor@db1.example.com:5432/postgres');
+  try {
+    return resolveConnection(dsn, `${file}: ${key}`);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    return v.fail(key, messageOf(error), 'use a URI or key=value conninfo');
+  }
+}
+
+function parseCluster(v: Validator, file: string, value: Json | undefined, key: string, names: Set<string>): ClusterConfig {
+  const raw = v.object(value, key, ['name', 'nodes', 'pgbouncer']);
+  const name = v.string(raw['name'], `${key}.name`, 'prod');
+  if (names.has(name)) v.fail(`${key}.name`, `duplicate cluster name "${name}"`, 'give each cluster its own name');
+  names.add(name);
+  const nodeNames = new Set<string>();
+  const nodes = v.array(raw['nodes'], `${key}.nodes`).map((nodeValue, index): NodeConfig => {
+    const nodeKey = `${key}.nodes[${index}]`;
+    const node = v.object(nodeValue, nodeKey, ['name', 'dsn']);
+    const nodeName = v.string(node['name'], `${nodeKey}.name`, 'db1');
+    if (nodeNames.has(nodeName)) v.fail(`${nodeKey}.name`, `duplicate node name "${nodeName}"`, 'give each node of a cluster its own name');
+    nodeNames.add(nodeName);
+    return { name: nodeName, connection: connectionAt(v, file, node['dsn'], `${nodeKey}.dsn`) };
+  });
+  if (nodes.length === 0) v.fail(`${key}.nodes`, 'a cluster needs at least one node', 'add { "name": "db1", "dsn": "postgresql://…" }');
+  let pgbouncer: ClusterConfig['pgbouncer'];
+  if (raw['pgbouncer'] !== undefined) {
+    const bouncer = v.object(raw['pgbouncer'], `${key}.pgbouncer`, ['dsn']);
+    pgbouncer = { connection: connectionAt(v, file, bouncer['dsn'], `${key}.pgbouncer.dsn`) };
+  }
+  return { name, nodes, pgbouncer };
+}
+
+function parseProbes(v: Validator, value: Json | undefined, knownProbes: readonly string[]): Record<string, ProbeSettings> {
+  const out: Record<string, ProbeSettings> = {};
+  if (value === undefined) return out;
+  const raw = v.object(value, 'probes', knownProbes);
+  for (const [id, settingsValue] of Object.entries(raw)) {
+    const key = `probes.${id}`;
+    const settings = v.object(settingsValue, key, ['enabled', 'cadence_ms', 'timeout_ms']);
+    out[id] = {
+      enabled: settings['enabled'] === undefined ? true : v.boolean(settings['enabled'], `${key}.enabled`),
+      cadenceMs: settings['cadence_ms'] === undefined ? undefined : v.integer(settings['cadence_ms'], `${key}.cadence_ms`, 250, 86_400_000),
+      timeoutMs: settings['timeout_ms'] === undefined ? undefined : v.integer(settings['timeout_ms'], `${key}.timeout_ms`, 100, 600_000),
+    };
+  }
+  return out;
+}
+
+/** Validates parsed JSON as a pgwarden config. `file` is used in every error message. */
+export function parseConfig(json: Json, file: string, knownProbes: readonly string[]): Config {
+  const v = new Validator(file);
+  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes']);
+  const names = new Set<string>();
+  const clusters = raw['clusters'] === undefined
+    ? []
+    : v.array(raw['clusters'], 'clusters').map((cluster, index) => parseCluster(v, file, cluster, `clusters[${index}]`, names));
+  return {
+    source: file,
+    clusters,
+    refreshMs: raw['refresh_ms'] === undefined ? defaultRefreshMs : v.integer(raw['refresh_ms'], 'refresh_ms', 250, 3_600_000),
+    statementTimeoutMs: raw['statement_timeout_ms'] === undefined
+      ? defaultStatementTimeoutMs
+      : v.integer(raw['statement_timeout_ms'], 'statement_timeout_ms', 100, 600_000),
+    lockTimeoutMs: raw['lock_timeout_ms'] === undefined ? defaultLockTimeoutMs : v.integer(raw['lock_timeout_ms'], 'lock_timeout_ms', 10, 600_000),
+    probes: parseProbes(v, raw['probes'], knownProbes),
+  };
+}
+
+function readJson(file: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`${file}: no such config file`, 'check the path given to --config');
+    throw new UserError(`${file}: cannot read the config file (${code ?? messageOf(error)})`, 'check its permissions');
+  }
+  try {
+    return JSON.parse(text) as Json;
+  } catch (error) {
+    throw new UserError(`${file}: not valid JSON: ${messageOf(error)}`, 'fix the syntax; the file was left untouched');
+  }
+}
+
+export interface LoadOptions {
+  /** --config FILE; when absent the default location is used if the file exists. */
+  readonly configFile: string | undefined;
+  /** --dsn URI: replaces the configured clusters by one target. */
+  readonly dsn: string | undefined;
+  readonly knownProbes: readonly string[];
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Overrides the default config location (tests). */
+  readonly defaultPath?: string;
+}
+
+/**
+ * Loads the effective config: the file (explicit or default), then --dsn if given, and with no
+ * clusters at all a single target resolved as psql would (PG* variables, socket, OS user).
+ */
+export function loadConfig(options: LoadOptions): Config {
+  const env = options.env ?? process.env;
+  let config: Config;
+  if (options.configFile !== undefined) {
+    config = parseConfig(readJson(options.configFile), options.configFile, options.knownProbes);
+  } else {
+    const path = options.defaultPath ?? defaultConfigPath();
+    let exists = true;
+    try {
+      readFileSync(path);
+    } catch {
+      exists = false;
+    }
+    config = exists
+      ? parseConfig(readJson(path), path, options.knownProbes)
+      : parseConfig({}, 'defaults (no config file)', options.knownProbes);
+  }
+  if (options.dsn !== undefined) {
+    const connection = resolveConnection(options.dsn, '--dsn', env);
+    return { ...config, clusters: [{ name: 'cli', nodes: [{ name: connection.host, connection }], pgbouncer: undefined }] };
+  }
+  if (config.clusters.length === 0) {
+    const connection = resolveConnection(undefined, 'the environment', env);
+    return { ...config, clusters: [{ name: 'default', nodes: [{ name: connection.host, connection }], pgbouncer: undefined }] };
+  }
+  return config;
+}

@@ -1,0 +1,50 @@
+/** The validated configuration, as the rest of pgwarden sees it. */
+
+export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+/** Where and how to connect, resolved the way libpq resolves it (DSN, then PG* variables, then defaults). */
+export interface ConnectionSpec {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+  /** Only when given explicitly (DSN or PGPASSWORD); otherwise ~/.pgpass is consulted at connect time. */
+  readonly password: string | undefined;
+  readonly sslmode: SslMode;
+  readonly sslrootcert: string | undefined;
+  readonly connectTimeoutMs: number;
+}
+
+export interface NodeConfig {
+  readonly name: string;
+  readonly connection: ConnectionSpec;
+}
+
+export interface PgBouncerConfig {
+  /** Connection to the admin console (database "pgbouncer"). */
+  readonly connection: ConnectionSpec;
+}
+
+export interface ClusterConfig {
+  readonly name: string;
+  readonly nodes: readonly NodeConfig[];
+  readonly pgbouncer: PgBouncerConfig | undefined;
+}
+
+export interface ProbeSettings {
+  readonly enabled: boolean;
+  readonly cadenceMs: number | undefined;
+  readonly timeoutMs: number | undefined;
+}
+
+export interface Config {
+  /** The file this came from, or a description such as "defaults (no config file)". */
+  readonly source: string;
+  readonly clusters: readonly ClusterConfig[];
+  readonly refreshMs: number;
+  /** statement_timeout for every probe query. */
+  readonly statementTimeoutMs: number;
+  /** lock_timeout for every probe query. */
+  readonly lockTimeoutMs: number;
+  readonly probes: Readonly<Record<string, ProbeSettings>>;
+}

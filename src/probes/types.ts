@@ -1,0 +1,81 @@
+/**
+ * The probe contract. A probe is data plus pure functions: which SQL to run for a server version,
+ * and how to turn the rows into a typed, readonly snapshot. The runner does all the I/O.
+ */
+import type { Query, Row, ServerInfo } from '../db/types.js';
+
+export type ProbeId =
+  | 'server'
+  | 'activity'
+  | 'connections'
+  | 'locks'
+  | 'databases'
+  | 'tables'
+  | 'replication'
+  | 'statements'
+  | 'pgbouncer';
+
+/** Rows of each named query a probe ran. */
+export type RowSets = Readonly<Record<string, readonly Row[]>>;
+
+/** Why a probe cannot run here, and what would make it run. */
+export interface Unsupported {
+  readonly kind: 'version' | 'extension' | 'privilege' | 'config';
+  readonly reason: string;
+  readonly fix: string;
+}
+
+export interface ParseContext<S> {
+  readonly server: ServerInfo | undefined;
+  /** When the rows were fetched. */
+  readonly now: Date;
+  /** The previous good snapshot of this probe, for rates and deltas. */
+  readonly previous: S | undefined;
+}
+
+export interface Probe<S> {
+  readonly id: ProbeId;
+  readonly title: string;
+  /** 'server' probes run against a PostgreSQL node; 'pgbouncer' against its admin console. */
+  readonly target: 'server' | 'pgbouncer';
+  /** The default interval between runs; cheap probes run every refresh. */
+  readonly cadenceMs: number;
+  /** The oldest server_version_num supported. */
+  readonly minServerVersion: number;
+  /** Why it cannot run on this server (missing extension, privilege…), or undefined when it can. */
+  unsupported?(server: ServerInfo): Unsupported | undefined;
+  /** The named queries to run, in order, selected for this server. */
+  queries(server: ServerInfo | undefined): Readonly<Record<string, Query>>;
+  /** Further queries that depend on the first rows (e.g. confirming bloat with pgstattuple). */
+  followUp?(rows: RowSets, server: ServerInfo | undefined): Readonly<Record<string, Query>>;
+  /** Pure: rows to snapshot. NULL stays null; int8 and numeric are converted deliberately. */
+  parse(rows: RowSets, context: ParseContext<S>): S;
+  /** An SQLSTATE that means "unsupported" rather than "failed" for this probe (e.g. a missing view). */
+  unsupportedFor?(sqlstate: string, server: ServerInfo | undefined): Unsupported | undefined;
+}
+
+/** A snapshot with the time it describes. */
+export interface Stamped<S> {
+  readonly snapshot: S;
+  readonly at: Date;
+}
+
+export interface ProbeError {
+  readonly message: string;
+  readonly hint: string | undefined;
+  readonly sqlstate: string | undefined;
+}
+
+/** What a view or check sees of one probe: always one of these four. */
+export type ProbeResult<S> =
+  | { readonly status: 'pending' }
+  | ({ readonly status: 'ok'; readonly durationMs: number } & Stamped<S>)
+  | { readonly status: 'unsupported'; readonly unsupported: Unsupported }
+  | { readonly status: 'error'; readonly error: ProbeError; readonly since: Date; readonly last: Stamped<S> | undefined };
+
+/** The freshest snapshot a result holds, and whether it is stale (from before an error). */
+export function latest<S>(result: ProbeResult<S>): { snapshot: S; at: Date; stale: boolean } | undefined {
+  if (result.status === 'ok') return { snapshot: result.snapshot, at: result.at, stale: false };
+  if (result.status === 'error' && result.last !== undefined) return { ...result.last, stale: true };
+  return undefined;
+}

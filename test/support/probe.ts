@@ -1,0 +1,42 @@
+/** Runs a probe once (or twice, for deltas) against a real server, as the runner would. */
+import { resolveConnection } from '../../src/config/conninfo.js';
+import { PgNode } from '../../src/db/node.js';
+import { runProbe } from '../../src/probes/run-probe.js';
+import type { Probe, ProbeResult, Stamped } from '../../src/probes/types.js';
+import { PgBouncerAdmin } from '../../src/db/pgbouncer.js';
+
+const nodes: PgNode[] = [];
+const bouncers: PgBouncerAdmin[] = [];
+
+/** A PgNode for a DSN, closed by closeNodes(). */
+export function nodeFor(dsn: string): PgNode {
+  const node = new PgNode(resolveConnection(dsn, 'test'), { statementTimeoutMs: 10_000, lockTimeoutMs: 1000 });
+  nodes.push(node);
+  return node;
+}
+
+/** Runs the probe once and returns its result (whatever its status). */
+export async function probeResult<S>(
+  probe: Probe<S>,
+  dsn: string,
+  options: { previous?: Stamped<S>; pgbouncerDsn?: string; node?: PgNode } = {},
+): Promise<ProbeResult<S>> {
+  const node = options.node ?? nodeFor(dsn);
+  let pgbouncer: PgBouncerAdmin | undefined;
+  if (options.pgbouncerDsn !== undefined) {
+    pgbouncer = new PgBouncerAdmin(resolveConnection(options.pgbouncerDsn, 'test'));
+    bouncers.push(pgbouncer);
+  }
+  return runProbe(probe, { server: node, pgbouncer }, { timeoutMs: 10_000, previous: options.previous });
+}
+
+/** Runs the probe once and returns its snapshot, failing the test with the reason otherwise. */
+export async function probeOnce<S>(probe: Probe<S>, dsn: string, options: { previous?: Stamped<S>; pgbouncerDsn?: string; node?: PgNode } = {}): Promise<S> {
+  const result = await probeResult(probe, dsn, options);
+  if (result.status !== 'ok') throw new Error(`probe ${probe.id} returned ${result.status}: ${JSON.stringify(result)}`);
+  return result.snapshot;
+}
+
+export async function closeNodes(): Promise<void> {
+  await Promise.all([...nodes.splice(0).map((node) => node.close()), ...bouncers.splice(0).map((b) => b.close())]);
+}
