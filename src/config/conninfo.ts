@@ -16,7 +16,7 @@ const socketDirs = ['/var/run/postgresql', '/run/postgresql', '/tmp'];
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** Parses "key=value key='quoted value'" conninfo into its pairs. */
-function parseKeyValue(conninfo: string): Map<string, string> {
+function parseKeyValue(conninfo: string, from: string): Map<string, string> {
   const pairs = new Map<string, string>();
   const pattern = /\s*([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/gy;
   let match: RegExpExecArray | null;
@@ -29,7 +29,7 @@ function parseKeyValue(conninfo: string): Map<string, string> {
   }
   if (conninfo.slice(end).trim() !== '') {
     throw new UserError(
-      `cannot parse connection string "${redact(conninfo)}" near "${redact(conninfo.slice(end).trim())}"`,
+      `cannot parse connection string "${redact(conninfo)}" near "${redact(conninfo.slice(end).trim())}" in ${from}`,
       'use a URI (postgresql://user@host:5432/db) or key=value pairs (host=… dbname=…)',
     );
   }
@@ -37,12 +37,12 @@ function parseKeyValue(conninfo: string): Map<string, string> {
 }
 
 /** Parses a postgresql:// URI into libpq keyword pairs. */
-function parseUri(uri: string): Map<string, string> {
+function parseUri(uri: string, from: string): Map<string, string> {
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
-    throw new UserError(`cannot parse connection URI "${redact(uri)}"`, 'the form is postgresql://user:password@host:port/dbname?sslmode=require');
+    throw new UserError(`cannot parse connection URI "${redact(uri)}" in ${from}`, 'the form is postgresql://user:password@host:port/dbname?sslmode=require');
   }
   const pairs = new Map<string, string>();
   if (url.username) pairs.set('user', decodeURIComponent(url.username));
@@ -56,11 +56,11 @@ function parseUri(uri: string): Map<string, string> {
 }
 
 /** Splits any DSN form into libpq keyword pairs. */
-export function parseDsn(dsn: string): Map<string, string> {
+export function parseDsn(dsn: string, from = 'the DSN'): Map<string, string> {
   const trimmed = dsn.trim();
-  if (/^postgres(ql)?:\/\//i.test(trimmed)) return parseUri(trimmed);
+  if (/^postgres(ql)?:\/\//i.test(trimmed)) return parseUri(trimmed, from);
   if (trimmed === '') return new Map();
-  return parseKeyValue(trimmed);
+  return parseKeyValue(trimmed, from);
 }
 
 function defaultHost(): string {
@@ -88,7 +88,7 @@ function parseSslMode(value: string, from: string): SslMode {
  * environment variables and libpq's defaults. `from` names the DSN's origin for error messages.
  */
 export function resolveConnection(dsn: string | undefined, from: string, env: Env = process.env): ConnectionSpec {
-  const pairs = parseDsn(dsn ?? '');
+  const pairs = parseDsn(dsn ?? '', from);
   const pick = (key: string, envName: string): string | undefined => {
     const value = pairs.get(key) ?? env[envName];
     return value === '' ? undefined : value;

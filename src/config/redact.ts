@@ -1,7 +1,7 @@
 /** Keeping secrets off the screen, out of logs and out of mail. */
 
 const passwordInUri = /(postgres(?:ql)?:\/\/[^:/@\s]*:)([^@\s]*)@/gi;
-const passwordKeyValue = /(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi;
+const passwordKeyValue = /((?:^|\s)password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi;
 const passwordParam = /([?&]password=)([^&\s]*)/gi;
 
 /** Replaces every password found in a DSN, conninfo string or message with "***". */

@@ -95,21 +95,24 @@ export class PgNode implements Queryable {
       throw dbError;
     }
     let broken: Error | undefined;
+    // A probe with its own timeout sets statement_timeout for this query only, so the server
+    // cancels it too (a client-side timeout alone would leave it running).
+    const custom = timeoutMs !== undefined && timeoutMs !== this.statementTimeoutMs;
     try {
       const config: pg.QueryConfig = { text: query.text, values: query.values === undefined ? [] : [...query.values] };
-      // A probe allowed more time than the session default raises statement_timeout for this query only.
-      const longer = timeoutMs !== undefined && timeoutMs > this.statementTimeoutMs;
-      if (longer) await client.query("select set_config('statement_timeout', $1, false)", [String(timeoutMs)]);
+      if (custom) await client.query("select set_config('statement_timeout', $1, false)", [String(timeoutMs)]);
       const result = await (timeoutMs === undefined
         ? client.query(config)
         : client.query({ ...config, query_timeout: timeoutMs + 1000 } as pg.QueryConfig));
-      if (longer) await client.query("select set_config('statement_timeout', $1, false)", [String(this.statementTimeoutMs)]);
+      if (custom) await client.query("select set_config('statement_timeout', $1, false)", [String(this.statementTimeoutMs)]);
       this.failures = 0;
       this.currentState = 'up';
       this.lastError = undefined;
       return result.rows as Row[];
     } catch (error) {
       const dbError = toDbError(this.label, error, this.secrets);
+      // Its statement_timeout may not have been restored: never hand it back to the pool.
+      if (custom) broken = dbError;
       // A connection-level failure poisons the client: drop it rather than return it to the pool.
       if (dbError.sqlstate === undefined || dbError.sqlstate.startsWith('08') || dbError.sqlstate.startsWith('57P')) {
         broken = dbError;

@@ -2,7 +2,7 @@
 import { DbError } from '../db/errors.js';
 import type { Queryable, Query, Row, ServerInfo } from '../db/types.js';
 import { messageOf } from '../errors.js';
-import type { Probe, ProbeResult, RowSets, Stamped, Unsupported } from './types.js';
+import type { Probe, ProbeResult, Stamped, Unsupported } from './types.js';
 
 /** What a probe runs against: a PostgreSQL node (with its server facts) or a PgBouncer console. */
 export interface ProbeTargets {
@@ -47,11 +47,11 @@ export async function runProbe<S>(
       if (unsupported !== undefined) return { status: 'unsupported', unsupported };
       target = targets.server;
     }
-    const rows = await runQueries(target, probe.queries(server), options.timeoutMs);
+    const rows = await runQueries(target, probe.queries(server, options.previous), options.timeoutMs);
     const followUp = probe.followUp?.(rows, server);
     if (followUp !== undefined) Object.assign(rows, await runQueries(target, followUp, options.timeoutMs));
     const at = now();
-    const snapshot = probe.parse(rows as RowSets, { server, now: at, previous: options.previous?.snapshot });
+    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot });
     return { status: 'ok', snapshot, at, durationMs: performance.now() - started };
   } catch (error) {
     if (error instanceof DbError && error.sqlstate !== undefined) {

@@ -141,6 +141,6 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    await Promise.all([...this.states.values()].map((state) => state.running));
+    await Promise.all([...this.states.values()].flatMap((state) => (state.running === undefined ? [] : [state.running])));
   }
 }

@@ -4,7 +4,13 @@ import { boolean, dateOrNull, number, numberOrNull, rowsOf, string, stringOrNull
 
 export interface ServerSetting {
   readonly name: string;
-  readonly setting: string;
+  /**
+   * The value in force for the server's sessions; null for the timeouts pgwarden sets on its own
+   * sessions (source "client"), whose server-wide value a non-superuser cannot see.
+   */
+  readonly setting: string | null;
+  /** pg_settings.source: default, configuration file, command line, client… */
+  readonly source: string;
   /** pg_settings.unit, e.g. "8kB" or "ms"; null when unitless. */
   readonly unit: string | null;
   readonly pendingRestart: boolean;
@@ -60,7 +66,7 @@ export const serverProbe: Probe<ServerSnapshot> = {
                       + coalesce(current_setting('reserved_connections', true)::int, 0) as reserved_connections`,
     },
     settings: {
-      text: `select name, setting, unit, pending_restart from pg_settings where name = any($1) or pending_restart order by name`,
+      text: `select name, setting, unit, source, pending_restart from pg_settings where name = any($1) or pending_restart order by name`,
       values: [[...keySettings]],
     },
   }),
@@ -69,7 +75,8 @@ export const serverProbe: Probe<ServerSnapshot> = {
     if (row === undefined) throw new Error('server probe returned no row');
     const settings = rowsOf(rows, 'settings').map((setting) => ({
       name: string(setting, 'name'),
-      setting: string(setting, 'setting'),
+      setting: string(setting, 'source') === 'client' ? null : string(setting, 'setting'),
+      source: string(setting, 'source'),
       unit: stringOrNull(setting, 'unit'),
       pendingRestart: boolean(setting, 'pending_restart'),
     }));

@@ -44,8 +44,11 @@ export interface Probe<S> {
   readonly minServerVersion: number;
   /** Why it cannot run on this server (missing extension, privilege…), or undefined when it can. */
   unsupported?(server: ServerInfo): Unsupported | undefined;
-  /** The named queries to run, in order, selected for this server. */
-  queries(server: ServerInfo | undefined): Readonly<Record<string, Query>>;
+  /**
+   * The named queries to run, in order, selected for this server. `previous` (the last good
+   * snapshot) lets a probe skip an expensive query whose result is still fresh.
+   */
+  queries(server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
   /** Further queries that depend on the first rows (e.g. confirming bloat with pgstattuple). */
   followUp?(rows: RowSets, server: ServerInfo | undefined): Readonly<Record<string, Query>>;
   /** Pure: rows to snapshot. NULL stays null; int8 and numeric are converted deliberately. */

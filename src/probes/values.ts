@@ -5,6 +5,13 @@
  */
 import type { Row } from '../db/types.js';
 
+/** Text of a driver value for messages and string columns (objects as JSON, not "[object Object]"). */
+function text(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return JSON.stringify(value);
+}
+
 function field(row: Row, key: string): unknown {
   if (!(key in row)) throw new Error(`probe row has no column "${key}"`);
   return row[key];
@@ -15,7 +22,7 @@ export function numberOrNull(row: Row, key: string): number | null {
   const value = field(row, key);
   if (value === null || value === undefined) return null;
   const n = typeof value === 'number' ? value : Number(value);
-  if (Number.isNaN(n)) throw new Error(`column "${key}" is not a number: ${String(value)}`);
+  if (Number.isNaN(n)) throw new Error(`column "${key}" is not a number: ${text(value)}`);
   return n;
 }
 
@@ -27,7 +34,7 @@ export function number(row: Row, key: string): number {
 export function stringOrNull(row: Row, key: string): string | null {
   const value = field(row, key);
   if (value === null || value === undefined) return null;
-  return String(value);
+  return text(value);
 }
 
 export function string(row: Row, key: string): string {
@@ -48,8 +55,8 @@ export function boolean(row: Row, key: string): boolean {
 export function dateOrNull(row: Row, key: string): Date | null {
   const value = field(row, key);
   if (value === null || value === undefined) return null;
-  const date = value instanceof Date ? value : new Date(String(value));
-  if (Number.isNaN(date.getTime())) throw new Error(`column "${key}" is not a timestamp: ${String(value)}`);
+  const date = value instanceof Date ? value : new Date(text(value));
+  if (Number.isNaN(date.getTime())) throw new Error(`column "${key}" is not a timestamp: ${text(value)}`);
   return date;
 }
 

@@ -1,6 +1,6 @@
 // Throwaway PostgreSQL 15 clusters for integration tests.
 // Everything runs as the `postgres` OS user because initdb/pg_ctl/pg_basebackup refuse root.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -278,23 +278,20 @@ class Cluster implements TestCluster {
     }
   }
 
-  // Last resort when pg_ctl can't stop it (e.g. it hung): backends exit on postmaster death.
+  // Last resort when SIGQUIT didn't work: backends exit on their own once the postmaster is gone.
   killPostmaster(): void {
     const pid = this.livePostmasterPid();
     if (pid !== undefined) process.kill(pid, 'SIGKILL');
   }
 
-  stopSync(): void {
-    if (this.destroyed) return;
-    if (this.livePostmasterPid() !== undefined) {
-      try {
-        execFileSync('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), 'stop', '-D', this.dataDir, '-m', 'immediate', '-w', '-t', '10'], {
-          stdio: 'ignore',
-          env: childEnv(),
-        });
-      } catch {
-        this.killPostmaster();
-      }
+  // Fire-and-forget immediate shutdown for exit paths, where we cannot await anything.
+  signalShutdown(): void {
+    const pid = this.livePostmasterPid();
+    if (pid === undefined) return;
+    try {
+      process.kill(pid, 'SIGQUIT');
+    } catch {
+      // Already gone.
     }
   }
 }
@@ -309,15 +306,32 @@ function postgresIds(): Promise<[number, number]> {
   return postgresIdsCache;
 }
 
+// Vitest ends fork workers with SIGTERM (then SIGKILL 500ms later), which skips 'exit' handlers,
+// so signals get the same cleanup. It only signals postmasters (what pg_ctl stop -m immediate does)
+// rather than waiting on pg_ctl, to finish inside that window.
+function cleanupSync(): void {
+  for (const cluster of clusters) cluster.signalShutdown();
+  for (const cluster of clusters) {
+    try {
+      rmSync(cluster.baseDir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // Best effort while exiting.
+    }
+  }
+  clusters.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  cleanupSync();
+  // Re-raise so the default action (terminate) still happens when nobody else handles the signal.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const cluster of clusters) {
-      cluster.stopSync();
-      rmSync(cluster.baseDir, { recursive: true, force: true });
-    }
-  });
+  process.on('exit', cleanupSync);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, onSignal);
 }
 
 const INCLUDE_LINE = "include 'pgwarden-test.conf'";
@@ -377,14 +391,13 @@ export async function createStandby(primary: TestCluster, options: StandbyOption
   const backupArgs = ['-h', primary.host, '-p', String(primary.port), '-U', PG_USER, '-D', dataDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync'];
   if (options.slot !== undefined) backupArgs.push('-C', '-S', options.slot);
 
-  let inherited = '';
   let cluster: Cluster | undefined;
   try {
     await runAsPostgres('pg_basebackup', backupArgs);
-    // The copied conf carries the primary's port and socket dir; keep it (standby limits like
-    // max_connections must be >= the primary's) but override below.
+    // The copied conf carries the primary's port and socket dir; keep it anyway (a standby's
+    // max_connections etc. must be >= the primary's) and append overrides, which win.
     const confPath = join(dataDir, 'pgwarden-test.conf');
-    inherited = existsSync(confPath) ? await readFile(confPath, 'utf8') : '';
+    const inherited = existsSync(confPath) ? await readFile(confPath, 'utf8') : '';
     await ensureInclude(dataDir);
     const conf: Record<string, ConfValue> = {
       unix_socket_directories: baseDir,

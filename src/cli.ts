@@ -1,0 +1,78 @@
+/**
+ * The command line: argument parsing and dispatch. The only module that writes to the process's
+ * streams directly or calls process.exit.
+ */
+import meow from 'meow';
+import { loadConfig } from './config/load.js';
+import { redact } from './config/redact.js';
+import { isUserError, messageOf } from './errors.js';
+import { probeIds } from './probes/index.js';
+import { show, type CommandOutput } from './cli/show.js';
+import { describeConfig } from './cli/config-command.js';
+
+const help = `
+  Usage
+    $ pgwarden [options]                 open the console (for now: print every probe once)
+    $ pgwarden show <probe|all> [--json] print one snapshot: ${probeIds.join(', ')}
+    $ pgwarden config                    print the effective configuration (passwords hidden)
+    $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
+
+  Options
+    --config FILE     config file (default: the user's config directory, see docs/configuration.md)
+    --dsn URI         connect to this server instead of the configured clusters (libpq URI or key=value)
+    --cluster NAME    the configured cluster to use (default: the first)
+    --node NAME       the node of that cluster (default: the first)
+    --json            machine-readable output (docs/json.md)
+    --version         print the version
+
+  Connections follow libpq: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE and ~/.pgpass.
+  With no config and no --dsn, pgwarden connects as psql would.
+
+  Exit codes: 0 ok, 1 a probe or connection failed, 2 bad usage or config, 3 unsupported here.
+`;
+
+async function main(): Promise<CommandOutput> {
+  const cli = meow(help, {
+    importMeta: import.meta,
+    allowUnknownFlags: false,
+    flags: {
+      config: { type: 'string' },
+      dsn: { type: 'string' },
+      cluster: { type: 'string' },
+      node: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const [command = 'show', ...rest] = cli.input;
+  const loadOptions = { configFile: cli.flags.config, dsn: cli.flags.dsn, knownProbes: probeIds };
+  const width = process.stdout.columns ?? 160;
+  switch (command) {
+    case 'show': {
+      const config = loadConfig(loadOptions);
+      return show(config, rest.length === 0 ? ['all'] : rest, { json: cli.flags.json, cluster: cli.flags.cluster, node: cli.flags.node, width });
+    }
+    case 'config':
+      return describeConfig(loadConfig(loadOptions));
+    case 'demo': {
+      const { runDemo } = await import('./demo/run.js');
+      return runDemo({ width });
+    }
+    default:
+      return { stdout: '', stderr: `pgwarden: unknown command "${command}"\n${help}`, exitCode: 2 };
+  }
+}
+
+try {
+  const output = await main();
+  process.stdout.write(output.stdout);
+  process.stderr.write(output.stderr);
+  process.exitCode = output.exitCode;
+} catch (error) {
+  if (isUserError(error)) {
+    process.stderr.write(`pgwarden: ${redact(error.message)}\n${error.hint === undefined ? '' : `  hint: ${error.hint}\n`}`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`pgwarden: internal error: ${redact(messageOf(error))}\n${error instanceof Error ? redact(error.stack ?? '') : ''}\n`);
+    process.exitCode = 70;
+  }
+}

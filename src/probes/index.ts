@@ -1,0 +1,14 @@
+/** Every probe, in one explicit list (no self-registration): the order is the display order. */
+import { activityProbe } from './activity.js';
+import { serverProbe } from './server.js';
+import type { AnyProbe } from './runner.js';
+import type { ProbeId } from './types.js';
+
+export const probes: readonly AnyProbe[] = [serverProbe, activityProbe] as readonly AnyProbe[];
+
+/** The probe with this id, or undefined. */
+export function probeById(id: string): AnyProbe | undefined {
+  return probes.find((probe) => probe.id === id);
+}
+
+export const probeIds: readonly ProbeId[] = probes.map((probe) => probe.id);
