@@ -51,7 +51,7 @@ export async function runProbe<S>(
     const followUp = probe.followUp?.(rows, server);
     if (followUp !== undefined) Object.assign(rows, await runQueries(target, followUp, options.timeoutMs));
     const at = now();
-    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot });
+    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at });
     return { status: 'ok', snapshot, at, durationMs: performance.now() - started };
   } catch (error) {
     if (error instanceof DbError && error.sqlstate !== undefined) {

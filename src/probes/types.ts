@@ -31,6 +31,8 @@ export interface ParseContext<S> {
   readonly now: Date;
   /** The previous good snapshot of this probe, for rates and deltas. */
   readonly previous: S | undefined;
+  /** When the previous snapshot was taken (the interval for rates is now − previousAt). */
+  readonly previousAt?: Date | undefined;
 }
 
 export interface Probe<S> {

@@ -6,7 +6,7 @@ import type { Probe, ProbeResult, Stamped } from '../../src/probes/types.js';
 import { PgBouncerAdmin } from '../../src/db/pgbouncer.js';
 
 const nodes: PgNode[] = [];
-const bouncers: PgBouncerAdmin[] = [];
+const bouncers = new Map<string, PgBouncerAdmin>();
 
 /** A PgNode for a DSN, closed by closeNodes(). */
 export function nodeFor(dsn: string): PgNode {
@@ -24,8 +24,9 @@ export async function probeResult<S>(
   const node = options.node ?? nodeFor(dsn);
   let pgbouncer: PgBouncerAdmin | undefined;
   if (options.pgbouncerDsn !== undefined) {
-    pgbouncer = new PgBouncerAdmin(resolveConnection(options.pgbouncerDsn, 'test'));
-    bouncers.push(pgbouncer);
+    // One admin connection per DSN: polling tests would otherwise pile up console connections.
+    pgbouncer = bouncers.get(options.pgbouncerDsn) ?? new PgBouncerAdmin(resolveConnection(options.pgbouncerDsn, 'test'));
+    bouncers.set(options.pgbouncerDsn, pgbouncer);
   }
   return runProbe(probe, { server: node, pgbouncer }, { timeoutMs: 10_000, previous: options.previous });
 }
@@ -38,5 +39,7 @@ export async function probeOnce<S>(probe: Probe<S>, dsn: string, options: { prev
 }
 
 export async function closeNodes(): Promise<void> {
-  await Promise.all([...nodes.splice(0).map((node) => node.close()), ...bouncers.splice(0).map((b) => b.close())]);
+  const admins = [...bouncers.values()];
+  bouncers.clear();
+  await Promise.all([...nodes.splice(0).map((node) => node.close()), ...admins.map((admin) => admin.close())]);
 }
