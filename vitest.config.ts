@@ -9,6 +9,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.{ts,tsx}'],
+          globalSetup: ['test/support/build.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           // Two cores: more parallel clusters than this only makes every test slower.
@@ -16,7 +17,7 @@ export default defineConfig({
           sequence: { groupOrder: 1 },
         },
       },
-      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.{ts,tsx}'], testTimeout: 120_000, hookTimeout: 120_000, maxWorkers: 1, sequence: { groupOrder: 2 } } },
+      { extends: true, test: { name: 'e2e', include: ['test/e2e/**/*.test.{ts,tsx}'], globalSetup: ['test/support/build.ts'], testTimeout: 120_000, hookTimeout: 120_000, maxWorkers: 1, sequence: { groupOrder: 2 } } },
     ],
   },
 });

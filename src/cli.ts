@@ -67,6 +67,10 @@ try {
   process.stdout.write(output.stdout);
   process.stderr.write(output.stderr);
   process.exitCode = output.exitCode;
+  // A batch command is done: exit even if the driver left a socket open (it does after a failed
+  // SCRAM exchange, until the server's authentication_timeout). Writes to pipes, files and
+  // terminals are synchronous on Linux, so nothing printed is lost.
+  process.exit();
 } catch (error) {
   if (isUserError(error)) {
     process.stderr.write(`pgwarden: ${redact(error.message)}\n${error.hint === undefined ? '' : `  hint: ${error.hint}\n`}`);

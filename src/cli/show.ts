@@ -66,9 +66,14 @@ export async function show(config: Config, names: readonly string[], options: Sh
       if (result.status === 'error' && targets.server.state === 'down') break;
     }
     const failed = results.filter(([, result]) => result.status === 'error');
+    const info = targets.server.state === 'up' ? await targets.server.serverInfo() : undefined;
+    const limited = info !== undefined && !info.monitor
+      ? [`pgwarden: warning: role ${info.currentUser} is not a member of pg_monitor: other users' queries and some statistics are hidden\n  fix: GRANT pg_monitor TO ${info.currentUser};`]
+      : [];
     const unsupported = results.filter(([, result]) => result.status === 'unsupported');
     const exitCode = failed.length > 0 ? 1 : unsupported.length === results.length ? 3 : 0;
     const stderr = [
+      ...limited,
       ...failed.map(([probe, result]) => result.status === 'error'
         ? `pgwarden: ${probe.id}: ${result.error.message}${result.error.hint === undefined ? '' : `\n  hint: ${result.error.hint}`}`
         : ''),

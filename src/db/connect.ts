@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ClientConfig } from 'pg';
 import type { ConnectionSpec } from '../config/types.js';
+import { pgpassPassword } from '../config/pgpass.js';
 
 /** The application_name pgwarden's sessions carry; probes exclude sessions whose name starts with it. */
 export const applicationName = 'pgwarden';
@@ -16,7 +17,9 @@ export function clientConfig(spec: ConnectionSpec, application: string = applica
     connectionTimeoutMillis: spec.connectTimeoutMs,
     keepAlive: true,
   };
-  if (spec.password !== undefined) config.password = spec.password;
+  // The driver's own ~/.pgpass lookup is deprecated: read it here, as libpq would. With no password
+  // at all, an empty one makes a server that wants one answer 28P01, which names the fix.
+  config.password = spec.password ?? pgpassPassword(spec) ?? '';
   // prefer/allow fall back to plain text, as libpq does when the server has no TLS; pg cannot
   // negotiate, so they connect without TLS. require encrypts without verifying, as libpq does.
   switch (spec.sslmode) {

@@ -36,6 +36,9 @@ export function toDbError(target: string, error: unknown, secrets: readonly stri
     const message = cause === undefined ? `${target}: ${raw} (SQLSTATE ${code})` : `${target}: ${cause.cause}: ${raw} (SQLSTATE ${code})`;
     return new DbError(target, message, code, cause?.fix, error);
   }
+  if (/client password must be a string|password must be a string/i.test(raw)) {
+    return new DbError(target, `${target}: the server asks for a password and none is set`, '28P01', 'add it to ~/.pgpass (mode 0600), PGPASSWORD or the DSN', error);
+  }
   const network = code === undefined ? undefined : networkCauses[code];
   if (network !== undefined) return new DbError(target, `${target}: ${network}`, undefined, 'check the DSN, the server and the network', error);
   if (/timeout/i.test(raw)) return new DbError(target, `${target}: ${raw}`, undefined, 'the server did not answer in time; check its load and the network', error);

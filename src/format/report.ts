@@ -25,7 +25,7 @@ function words(key: string): string {
 export function formatField(key: string, value: unknown): string {
   if (value === null || value === undefined) return '-';
   if (value instanceof Date) return value.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
-  if (Array.isArray(value)) return value.map((item) => formatField(key, item)).join(',');
+  if (Array.isArray(value)) return value.length === 0 ? 'none' : value.map((item) => formatField(key, item)).join(',');
   if (typeof value === 'number') {
     if (/bytes$|size$|Bytes[A-Z]|^bytes/i.test(key)) return formatBytes(value);
     if (/seconds$/i.test(key)) return formatDuration(value);

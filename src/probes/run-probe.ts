@@ -62,7 +62,11 @@ export async function runProbe<S>(
       status: 'error',
       error: {
         message: messageOf(error),
-        hint: error instanceof DbError ? error.hint : undefined,
+        hint: error instanceof DbError
+          ? error.sqlstate === '42501' && server !== undefined
+            ? `GRANT pg_monitor TO ${server.currentUser}; (pgwarden needs only pg_monitor to watch)`
+            : error.hint
+          : undefined,
         sqlstate: error instanceof DbError ? error.sqlstate : undefined,
       },
       since: now(),
