@@ -4,7 +4,7 @@ import pg from 'pg';
 import { pgbouncerProbe, type PgBouncerPool, type PgBouncerSnapshot } from '../../src/probes/pgbouncer.js';
 import { waitFor } from '../support/cluster.js';
 import { startPgBouncer, type TestPgBouncer } from '../support/pgbouncer.js';
-import { closeNodes, probeOnce, probeResult } from '../support/probe.js';
+import { closeNodes, probeResult } from '../support/probe.js';
 import { closeAll, openSession } from '../support/sessions.js';
 
 const dsn = process.env['PGWARDEN_TEST_DSN'] ?? 'postgresql://postgres@127.0.0.1:5432/test';

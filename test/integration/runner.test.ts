@@ -78,7 +78,7 @@ describe('ProbeRunner', () => {
 
   it('never runs a probe twice at the same time', async () => {
     const probe = sleepingProbe(0.4);
-    const runner = new ProbeRunner([probe as unknown as AnyProbe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 5000, timeoutMs: 5000 });
+    const runner = new ProbeRunner([probe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 5000, timeoutMs: 5000 });
     await Promise.all([runner.refresh(['server']), runner.refresh(['server']), runner.refresh(['server'])]);
     expect(probe.runs).toBe(1);
     await runner.refresh(['server']);
@@ -88,7 +88,7 @@ describe('ProbeRunner', () => {
   it('cancels a probe at its timeout on the server and reports it with the fix', async () => {
     const probe = sleepingProbe(30);
     const target = node(cluster.dsn(), 5000);
-    const runner = new ProbeRunner([probe as unknown as AnyProbe], { server: target, pgbouncer: undefined }, {
+    const runner = new ProbeRunner([probe], { server: target, pgbouncer: undefined }, {
       refreshMs: 200,
       timeoutMs: 5000,
       settings: { server: { enabled: true, cadenceMs: undefined, timeoutMs: 300 } },
