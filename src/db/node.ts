@@ -56,6 +56,8 @@ export class PgNode implements Queryable {
       statement_timeout: options.statementTimeoutMs,
       lock_timeout: options.lockTimeoutMs,
       idle_in_transaction_session_timeout: 60_000,
+      // JIT compiles catalog queries for longer than they run (tables: 2.7 s with it, 0.5 s without on 50k tables).
+      options: '-c jit=off',
     });
     // An idle client dropped by the server emits here; without a listener it would crash the process.
     this.pool.on('error', (error) => {

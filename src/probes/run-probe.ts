@@ -48,10 +48,19 @@ export async function runProbe<S>(
       target = targets.server;
     }
     const rows = await runQueries(target, probe.queries(server, options.previous), options.timeoutMs);
-    const followUp = probe.followUp?.(rows, server);
-    if (followUp !== undefined) Object.assign(rows, await runQueries(target, followUp, options.timeoutMs));
+    // A failed follow-up (say, pgstatindex on a huge index timing out) must not discard the
+    // first rows: parse them and say why the rest is missing.
+    let followUpError: string | undefined;
+    const followUp = probe.followUp?.(rows, server, options.previous);
+    if (followUp !== undefined) {
+      try {
+        Object.assign(rows, await runQueries(target, followUp, options.timeoutMs));
+      } catch (error) {
+        followUpError = messageOf(error);
+      }
+    }
     const at = now();
-    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at });
+    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at, followUpError });
     return { status: 'ok', snapshot, at, durationMs: performance.now() - started };
   } catch (error) {
     if (error instanceof DbError && error.sqlstate !== undefined) {

@@ -33,6 +33,8 @@ export interface ParseContext<S> {
   readonly previous: S | undefined;
   /** When the previous snapshot was taken (the interval for rates is now − previousAt). */
   readonly previousAt?: Date | undefined;
+  /** Why the follow-up queries failed, when they did: the first rows are still parsed. */
+  readonly followUpError?: string | undefined;
 }
 
 export interface Probe<S> {
@@ -52,7 +54,7 @@ export interface Probe<S> {
    */
   queries(server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
   /** Further queries that depend on the first rows (e.g. confirming bloat with pgstattuple). */
-  followUp?(rows: RowSets, server: ServerInfo | undefined): Readonly<Record<string, Query>>;
+  followUp?(rows: RowSets, server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
   /** Pure: rows to snapshot. NULL stays null; int8 and numeric are converted deliberately. */
   parse(rows: RowSets, context: ParseContext<S>): S;
   /** An SQLSTATE that means "unsupported" rather than "failed" for this probe (e.g. a missing view). */

@@ -76,6 +76,24 @@ describe('ProbeRunner', () => {
     await runner.stop();
   });
 
+  it('keeps the first rows when a follow-up query fails, and says why', async () => {
+    const probe: Probe<{ first: number; followUpError: string | undefined }> = {
+      id: 'tables',
+      title: 'Follow-up',
+      target: 'server',
+      cadenceMs: 0,
+      minServerVersion: 0,
+      queries: () => ({ first: { text: 'select 42 as n' } }),
+      followUp: () => ({ second: { text: 'select 1/0 as n' } }),
+      parse: (rows, context) => ({ first: Number(rows['first']?.[0]?.['n']), followUpError: context.followUpError }),
+    };
+    const runner = new ProbeRunner([probe as unknown as AnyProbe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 1000, timeoutMs: 5000 });
+    const result = (await runner.refresh(['tables'])).get('tables');
+    expect(result?.status).toBe('ok');
+    if (result?.status !== 'ok') throw new Error('unreachable');
+    expect(result.snapshot).toEqual({ first: 42, followUpError: expect.stringContaining('division by zero') as unknown });
+  });
+
   it('never runs a probe twice at the same time', async () => {
     const probe = sleepingProbe(0.4);
     const runner = new ProbeRunner([probe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 5000, timeoutMs: 5000 });
