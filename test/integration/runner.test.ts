@@ -87,7 +87,7 @@ describe('ProbeRunner', () => {
       followUp: () => ({ second: { text: 'select 1/0 as n' } }),
       parse: (rows, context) => ({ first: Number(rows['first']?.[0]?.['n']), followUpError: context.followUpError }),
     };
-    const runner = new ProbeRunner([probe as unknown as AnyProbe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 1000, timeoutMs: 5000 });
+    const runner = new ProbeRunner([probe], { server: node(cluster.dsn()), pgbouncer: undefined }, { refreshMs: 1000, timeoutMs: 5000 });
     const result = (await runner.refresh(['tables'])).get('tables');
     expect(result?.status).toBe('ok');
     if (result?.status !== 'ok') throw new Error('unreachable');
