@@ -8,7 +8,7 @@
  *   BENCH_SECONDS=60 npm run bench
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { createPrimary, destroyAll, waitFor, type TestCluster } from '../test/support/cluster.js';
@@ -24,6 +24,7 @@ interface Usage { cpuSeconds: number; rssBytes: number }
 
 /** CPU seconds (user + system) and resident memory of a process and its children's live threads. */
 function usage(pid: number): Usage {
+  if (!existsSync(`/proc/${pid}`)) throw new Error(`process ${pid} is gone`);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / clockTicks;
@@ -47,8 +48,9 @@ async function topStatements(cluster: TestCluster, role: string): Promise<string
 interface Measured { tool: string; refreshes: number; serverMs: number; calls: number; cpuSeconds: number; rssStart: number; rssEnd: number }
 
 /** Samples the process over the window (after a warm-up) and the server time its role used. */
-async function measure(tool: string, cluster: TestCluster, role: string, pid: number, refreshes: () => Promise<number>): Promise<Measured> {
+async function measure(tool: string, cluster: TestCluster, role: string, pid: number, onStart: () => void, refreshes: () => Promise<number>): Promise<Measured> {
   await new Promise((resolve) => setTimeout(resolve, 4000)); // warm-up: connections, first snapshots
+  onStart();
   const before = usage(pid);
   const serverBefore = await statementTime(cluster, role);
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
@@ -81,28 +83,29 @@ async function main(): Promise<void> {
       await client.connect();
       clients.push(client);
     }
-    const total = 2 * (seconds + 10) + 20;
+    const total = 2 * (seconds + 15) + 30;
     pgbench = spawn(`${pgBin}/pgbench`, ['-n', '-c', '4', '-j', '2', '-R', '100', '-T', String(total), '-h', '127.0.0.1', '-p', String(cluster.port), '-U', 'postgres', 'postgres'], { stdio: 'ignore' });
 
     // pgwarden: the runner as the console drives it, every probe at its default cadence.
-    const refresher = spawn(process.execPath, ['bench/refresher.mjs', cluster.dsn('postgres', 'bench_pgwarden'), String(seconds + 4), String(refreshMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const refresher = spawn(process.execPath, ['bench/refresher.mjs', cluster.dsn('postgres', 'bench_pgwarden'), String(refreshMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
     refresher.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
-    await waitFor('the pgwarden refresher to start', async () => output.includes('started'));
-    const exited = new Promise<void>((resolve) => refresher.on('exit', () => resolve()));
-    const pgwarden = await measure('pgwarden', cluster, 'bench_pgwarden', refresher.pid ?? 0, async () => {
-      await exited;
-      const result = JSON.parse(output.split('\n').find((line) => line.startsWith('{')) ?? '{}') as { refreshes?: number; failures?: string[] };
-      if ((result.failures ?? []).length > 0) process.stderr.write(`pgwarden probe failures: ${(result.failures ?? []).join('; ')}\n`);
-      return result.refreshes ?? 0;
-    });
+    const refreshLines = (): string[] => output.split('\n').filter((line) => line.startsWith('refresh'));
+    await waitFor('the first pgwarden refresh', async () => refreshLines().length > 0);
+    let countAtStart = 0;
+    const pgwarden = await measure('pgwarden', cluster, 'bench_pgwarden', refresher.pid ?? 0, () => {
+      countAtStart = refreshLines().length;
+    }, async () => refreshLines().length - countAtStart);
+    const failures = refreshLines().filter((line) => line.startsWith('refresh failed'));
+    if (failures.length > 0) process.stderr.write(`pgwarden probe failures: ${failures.slice(0, 3).join(' | ')}\n`);
+    refresher.kill('SIGTERM');
 
     // pg_activity in a real terminal (it needs one), at the same refresh interval.
     tmuxSession = `pgwarden-bench-${process.pid}`;
     await run('tmux', ['new-session', '-d', '-s', tmuxSession, '-x', '200', '-y', '50',
       `pg_activity --refresh ${refreshMs / 1000} -h 127.0.0.1 -p ${cluster.port} -U bench_pgactivity -d postgres`]);
     const { stdout: panePid } = await run('tmux', ['list-panes', '-t', tmuxSession, '-F', '#{pane_pid}']);
-    const pgActivity = await measure('pg_activity', cluster, 'bench_pgactivity', Number(panePid.trim()), async () => Math.round(seconds * 1000 / refreshMs));
+    const pgActivity = await measure('pg_activity', cluster, 'bench_pgactivity', Number(panePid.trim()), () => undefined, async () => Math.round(seconds * 1000 / refreshMs));
 
     const { stdout: version } = await run('pg_activity', ['--version']);
     const rows = [pgwarden, pgActivity].map((m) => {

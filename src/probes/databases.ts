@@ -16,18 +16,18 @@ export interface DatabaseStats {
   readonly commits: number;
   readonly rollbacks: number;
   /** Per second since the previous snapshot; null on the first snapshot and after a stats reset. */
-  readonly commitRate: number | null;
-  readonly rollbackRate: number | null;
+  readonly commitsPerSecond: number | null;
+  readonly rollbacksPerSecond: number | null;
   readonly blocksRead: number;
   readonly blocksHit: number;
   /** blks_hit / (blks_hit + blks_read) since the stats reset; null when nothing was read yet. */
-  readonly cacheHitRatio: number | null;
+  readonly cacheHitFraction: number | null;
   /** The same ratio over the interval since the previous snapshot; null when no block was read in it. */
-  readonly recentCacheHitRatio: number | null;
+  readonly recentCacheHitFraction: number | null;
   readonly tempFiles: number;
   readonly tempBytes: number;
-  readonly tempFilesRate: number | null;
-  readonly tempBytesRate: number | null;
+  readonly tempFilesPerSecond: number | null;
+  readonly tempBytesPerSecond: number | null;
   readonly deadlocks: number;
   /** Deadlocks since the previous snapshot; null on the first snapshot and after a stats reset. */
   readonly deadlocksDelta: number | null;
@@ -169,12 +169,12 @@ export const databasesProbe: Probe<DatabasesSnapshot> = {
         allowConnections: boolean(row, 'allow_connections'),
         connections: number(row, 'numbackends'),
         ...counters,
-        commitRate: rate('commits'),
-        rollbackRate: rate('rollbacks'),
-        cacheHitRatio: ratio(counters.blocksHit, counters.blocksRead),
-        recentCacheHitRatio: readDelta === null || hitDelta === null ? null : ratio(hitDelta, readDelta),
-        tempFilesRate: rate('tempFiles'),
-        tempBytesRate: rate('tempBytes'),
+        commitsPerSecond: rate('commits'),
+        rollbacksPerSecond: rate('rollbacks'),
+        cacheHitFraction: ratio(counters.blocksHit, counters.blocksRead),
+        recentCacheHitFraction: readDelta === null || hitDelta === null ? null : ratio(hitDelta, readDelta),
+        tempFilesPerSecond: rate('tempFiles'),
+        tempBytesPerSecond: rate('tempBytes'),
         deadlocksDelta: delta('deadlocks'),
         conflictsDelta: delta('conflicts'),
         xidAge,

@@ -53,7 +53,7 @@ export interface ReplicationSlot {
   /** reserved, extended, unreserved, lost (PostgreSQL 13+). */
   readonly walStatus: string | null;
   /** Bytes that can still be written before this slot loses WAL (13+; null when unlimited). */
-  readonly safeWalSize: number | null;
+  readonly safeWalSizeBytes: number | null;
   /** WAL kept for this slot: bytes from its restart_lsn to the node's current position. */
   readonly retainedBytes: number | null;
   readonly xminAge: number | null;
@@ -173,7 +173,7 @@ select r.pid, coalesce(r.application_name, '') as application,
 const slotsSql = (version: number): string => `
 select s.slot_name, s.slot_type, s.plugin, s.database, s.temporary, s.active, s.active_pid,
        s.restart_lsn::text as restart_lsn, s.confirmed_flush_lsn::text as confirmed_flush_lsn,
-       ${version >= 130000 ? 's.wal_status, s.safe_wal_size' : 'null::text as wal_status, null::int8 as safe_wal_size'},
+       ${version >= 130000 ? 's.wal_status, s.safe_wal_size as safe_wal_size_bytes' : 'null::text as wal_status, null::int8 as safe_wal_size_bytes'},
        pg_wal_lsn_diff(c.lsn, s.restart_lsn) as retained_bytes,
        age(s.xmin)::int8 as xmin_age, age(s.catalog_xmin)::int8 as catalog_xmin_age,
        ${version >= 170000 ? 's.inactive_since' : 'null::timestamptz as inactive_since'}
@@ -260,7 +260,7 @@ function parseSlot(row: Row, previous: readonly ReplicationSlot[] | undefined, n
     restartLsn: stringOrNull(row, 'restart_lsn'),
     confirmedFlushLsn: stringOrNull(row, 'confirmed_flush_lsn'),
     walStatus: stringOrNull(row, 'wal_status'),
-    safeWalSize: numberOrNull(row, 'safe_wal_size'),
+    safeWalSizeBytes: numberOrNull(row, 'safe_wal_size_bytes'),
     retainedBytes: numberOrNull(row, 'retained_bytes'),
     xminAge: numberOrNull(row, 'xmin_age'),
     catalogXminAge: numberOrNull(row, 'catalog_xmin_age'),

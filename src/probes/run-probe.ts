@@ -56,6 +56,7 @@ export async function runProbe<S>(
       try {
         Object.assign(rows, await runQueries(target, followUp, options.timeoutMs));
       } catch (error) {
+        if (probe.followUpOptional !== true) throw error;
         followUpError = messageOf(error);
       }
     }

@@ -64,18 +64,20 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
 
   private runOne(state: ProbeState): Promise<void> {
     state.running ??= (async () => {
+      // Cadence counts from the start of a run, so a 2 s probe runs every 2 s, not every 2 s + its duration.
+      const started = Date.now();
       const result = await runProbe(state.probe, this.targets, { timeoutMs: state.timeoutMs, previous: state.last, ...(this.options.now ? { now: this.options.now } : {}) });
       state.result = result;
       if (result.status === 'ok') {
         state.last = { snapshot: result.snapshot, at: result.at };
         state.failures = 0;
-        state.dueAt = Date.now() + state.cadenceMs;
+        state.dueAt = started + state.cadenceMs;
       } else if (result.status === 'error') {
         state.failures += 1;
-        state.dueAt = Date.now() + Math.min(maxBackoffMs, Math.max(state.cadenceMs, this.options.refreshMs * 2 ** state.failures));
+        state.dueAt = started + Math.min(maxBackoffMs, Math.max(state.cadenceMs, this.options.refreshMs * 2 ** state.failures));
       } else {
         // Unsupported rarely changes (an extension installed, a grant given): look again slowly.
-        state.dueAt = Date.now() + Math.max(state.cadenceMs, 30_000);
+        state.dueAt = started + Math.max(state.cadenceMs, 30_000);
       }
     })().finally(() => {
       state.running = undefined;
@@ -89,10 +91,12 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
    * then report at a later refresh.
    */
   async refresh(only?: readonly ProbeId[]): Promise<Results> {
-    const now = Date.now();
+    // Ticks drift by a few milliseconds: a probe due within half a refresh runs now rather than a
+    // whole refresh late.
+    const horizon = Date.now() + this.options.refreshMs / 2;
     const runs: Promise<void>[] = [];
     for (const [id, state] of this.states) {
-      if (only !== undefined ? only.includes(id) : state.dueAt <= now || state.running !== undefined) runs.push(this.runOne(state));
+      if (only !== undefined ? only.includes(id) : state.dueAt <= horizon || state.running !== undefined) runs.push(this.runOne(state));
     }
     if (only !== undefined) {
       await Promise.all(runs);

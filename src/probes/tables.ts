@@ -575,6 +575,7 @@ export const tablesProbe: Probe<TablesSnapshot> = {
     };
   },
   // `previous` is optional so that measurements stay reusable once the runner passes it here too.
+  followUpOptional: true,
   followUp(rows, server, previous?: Stamped<TablesSnapshot>) {
     const confirmation = confirmationOf(rows);
     if (!confirmation.available || confirmation.schema === null) return {};

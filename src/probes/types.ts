@@ -53,6 +53,11 @@ export interface Probe<S> {
    * snapshot) lets a probe skip an expensive query whose result is still fresh.
    */
   queries(server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
+  /**
+   * True when the follow-up only adds detail, so its failure must not fail the probe (the first
+   * rows are parsed, with context.followUpError saying why the rest is missing).
+   */
+  readonly followUpOptional?: boolean;
   /** Further queries that depend on the first rows (e.g. confirming bloat with pgstattuple). */
   followUp?(rows: RowSets, server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
   /** Pure: rows to snapshot. NULL stays null; int8 and numeric are converted deliberately. */

@@ -58,8 +58,8 @@ describe('databases probe', () => {
     expect(db.allowConnections).toBe(true);
     expect(db.connections).toBeGreaterThanOrEqual(1);
     expect(db.commits).toBeGreaterThan(0);
-    expect(db.cacheHitRatio).toBeGreaterThan(0);
-    expect(db.cacheHitRatio).toBeLessThanOrEqual(1);
+    expect(db.cacheHitFraction).toBeGreaterThan(0);
+    expect(db.cacheHitFraction).toBeLessThanOrEqual(1);
     expect(db.xidAge).toBeGreaterThan(0);
     expect(db.xidFraction).toBeCloseTo((db.xidAge ?? 0) / 2 ** 31, 12);
     expect(db.xidFraction).toBeLessThan(0.5);
@@ -67,7 +67,7 @@ describe('databases probe', () => {
     expect(db.sizeBytes).toBeGreaterThan(1024 * 1024);
     // The first snapshot has nothing to compare with.
     expect(snapshot.intervalSeconds).toBeNull();
-    expect(db.commitRate).toBeNull();
+    expect(db.commitsPerSecond).toBeNull();
     expect(db.deadlocksDelta).toBeNull();
     expect(snapshot.sizesAt).toEqual(snapshot.sampledAt);
 
@@ -86,8 +86,8 @@ describe('databases probe', () => {
     const second = await snapshotAfter(first, '100 more commits in database test', (db) => db.commits >= base + 100);
     const db = testDb(second);
     expect(second.intervalSeconds).toBeGreaterThan(0);
-    expect(db.commitRate).toBeGreaterThan(0);
-    expect(db.commitRate).toBeCloseTo((db.commits - base) / (second.intervalSeconds ?? 1), 6);
+    expect(db.commitsPerSecond).toBeGreaterThan(0);
+    expect(db.commitsPerSecond).toBeCloseTo((db.commits - base) / (second.intervalSeconds ?? 1), 6);
     expect(db.statsWereReset).toBe(false);
   });
 
@@ -129,8 +129,8 @@ describe('databases probe', () => {
     const db = testDb(second);
     expect(db.tempFiles).toBeGreaterThan(before.tempFiles);
     expect(db.tempBytes - before.tempBytes).toBeGreaterThan(64 * 1024);
-    expect(db.tempBytesRate).toBeGreaterThan(0);
-    expect(db.tempFilesRate).toBeGreaterThan(0);
+    expect(db.tempBytesPerSecond).toBeGreaterThan(0);
+    expect(db.tempFilesPerSecond).toBeGreaterThan(0);
   });
 
   it('measures sizes on the slow cadence and carries them forward in between', async () => {

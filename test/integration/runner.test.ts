@@ -84,6 +84,7 @@ describe('ProbeRunner', () => {
       cadenceMs: 0,
       minServerVersion: 0,
       queries: () => ({ first: { text: 'select 42 as n' } }),
+      followUpOptional: true,
       followUp: () => ({ second: { text: 'select 1/0 as n' } }),
       parse: (rows, context) => ({ first: Number(rows['first']?.[0]?.['n']), followUpError: context.followUpError }),
     };

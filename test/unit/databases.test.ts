@@ -46,9 +46,9 @@ describe('databases probe parse', () => {
     expect(app).toMatchObject({
       oid: 16384, name: 'app', allowConnections: true, connections: 7, commits: 1000, rollbacks: 10, blocksRead: 100, blocksHit: 900,
       tempFiles: 2, tempBytes: 2048, deadlocks: 1, conflicts: 0, statsReset: null, statsWereReset: false, sizeBytes: 123456789012,
-      commitRate: null, rollbackRate: null, tempBytesRate: null, tempFilesRate: null, deadlocksDelta: null, conflictsDelta: null, recentCacheHitRatio: null,
+      commitsPerSecond: null, rollbacksPerSecond: null, tempBytesPerSecond: null, tempFilesPerSecond: null, deadlocksDelta: null, conflictsDelta: null, recentCacheHitFraction: null,
     });
-    expect(app?.cacheHitRatio).toBeCloseTo(0.9, 12);
+    expect(app?.cacheHitFraction).toBeCloseTo(0.9, 12);
     expect(app?.xidFraction).toBe(0.5);
     expect(first.intervalSeconds).toBeNull();
     expect(first.sizesAt).toEqual(t0);
@@ -59,7 +59,7 @@ describe('databases probe parse', () => {
     const template0 = first.databases[1];
     expect(template0).toMatchObject({ name: 'template0', allowConnections: false, xidAge: 200, multixactAge: null, multixactFraction: null, sizeBytes: null });
     // Nothing read or hit: no ratio rather than a made-up 0 or 1.
-    expect(template0?.cacheHitRatio).toBeNull();
+    expect(template0?.cacheHitFraction).toBeNull();
   });
 
   it('computes rates and deltas against the previous snapshot and carries sizes forward', () => {
@@ -76,31 +76,31 @@ describe('databases probe parse', () => {
     expect(second.intervalSeconds).toBe(10);
     expect(second.sizesAt).toEqual(t0);
     const app = second.databases[0];
-    expect(app).toMatchObject({ commitRate: 50, rollbackRate: 1, tempFilesRate: 0.2, tempBytesRate: 1024, deadlocksDelta: 2, conflictsDelta: 1, statsWereReset: false, sizeBytes: 123456789012 });
-    expect(app?.recentCacheHitRatio).toBeCloseTo(0.9, 12);
+    expect(app).toMatchObject({ commitsPerSecond: 50, rollbacksPerSecond: 1, tempFilesPerSecond: 0.2, tempBytesPerSecond: 1024, deadlocksDelta: 2, conflictsDelta: 1, statsWereReset: false, sizeBytes: 123456789012 });
+    expect(app?.recentCacheHitFraction).toBeCloseTo(0.9, 12);
     // A database that appeared since has no rate yet and no size until the next measurement.
-    expect(second.databases[1]).toMatchObject({ name: 'created_since', commitRate: null, deadlocksDelta: null, sizeBytes: null });
+    expect(second.databases[1]).toMatchObject({ name: 'created_since', commitsPerSecond: null, deadlocksDelta: null, sizeBytes: null });
   });
 
   it('treats a counter going backwards as a stats reset: no rates, no deltas', () => {
     const reset = parse({ stats: [statsRow({ xact_commit: '5', deadlocks: '0' })] }, t1, first);
-    expect(reset.databases[0]).toMatchObject({ statsWereReset: true, commitRate: null, rollbackRate: null, deadlocksDelta: null, tempBytesRate: null, recentCacheHitRatio: null, commits: 5 });
+    expect(reset.databases[0]).toMatchObject({ statsWereReset: true, commitsPerSecond: null, rollbacksPerSecond: null, deadlocksDelta: null, tempBytesPerSecond: null, recentCacheHitFraction: null, commits: 5 });
   });
 
   it('treats a changed stats_reset as a reset even when the counters grew', () => {
     const reset = parse({ stats: [statsRow({ xact_commit: '5000', stats_reset: new Date('2025-01-01T00:00:05Z') })] }, t1, first);
-    expect(reset.databases[0]).toMatchObject({ statsWereReset: true, commitRate: null });
+    expect(reset.databases[0]).toMatchObject({ statsWereReset: true, commitsPerSecond: null });
   });
 
   it('does not compare a recreated database (same name, new oid) with the old one', () => {
     const recreated = parse({ stats: [statsRow({ oid: 20000, xact_commit: '2000' })] }, t1, first);
-    expect(recreated.databases[0]).toMatchObject({ statsWereReset: false, commitRate: null, sizeBytes: null });
+    expect(recreated.databases[0]).toMatchObject({ statsWereReset: false, commitsPerSecond: null, sizeBytes: null });
   });
 
   it('has no rate when the clock did not move', () => {
     const same = parse({ stats: [statsRow({ xact_commit: '2000' })] }, t0, first);
     expect(same.intervalSeconds).toBeNull();
-    expect(same.databases[0]?.commitRate).toBeNull();
+    expect(same.databases[0]?.commitsPerSecond).toBeNull();
   });
 });
 

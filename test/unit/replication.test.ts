@@ -30,7 +30,7 @@ function standbyRow(overrides: Record<string, unknown> = {}): Row {
 function slotRow(overrides: Record<string, unknown> = {}): Row {
   return {
     slot_name: 'standby1', slot_type: 'physical', plugin: null, database: null, temporary: false, active: true, active_pid: 4242,
-    restart_lsn: '0/3000148', confirmed_flush_lsn: null, wal_status: 'reserved', safe_wal_size: null,
+    restart_lsn: '0/3000148', confirmed_flush_lsn: null, wal_status: 'reserved', safe_wal_size_bytes: null,
     retained_bytes: '0', xmin_age: null, catalog_xmin_age: null, inactive_since: null,
     ...overrides,
   };
@@ -109,12 +109,12 @@ describe('replication probe: primary', () => {
   it('parses slots with int8 strings, NULL positions and ages', () => {
     const snapshot = primary({
       slots: [
-        slotRow({ safe_wal_size: '1073741824', retained_bytes: '33554432', xmin_age: '1500' }),
+        slotRow({ safe_wal_size_bytes: '1073741824', retained_bytes: '33554432', xmin_age: '1500' }),
         slotRow({ slot_name: 'fresh', active: false, active_pid: null, restart_lsn: null, retained_bytes: null, wal_status: null }),
         slotRow({ slot_name: 'cdc', slot_type: 'logical', plugin: 'pgoutput', database: 'app', catalog_xmin_age: '77', confirmed_flush_lsn: '0/3000100' }),
       ],
     });
-    expect(snapshot.slots[0]).toMatchObject({ name: 'standby1', active: true, activePid: 4242, safeWalSize: 1073741824, retainedBytes: 33554432, xminAge: 1500, walStatus: 'reserved', inactiveSince: null });
+    expect(snapshot.slots[0]).toMatchObject({ name: 'standby1', active: true, activePid: 4242, safeWalSizeBytes: 1073741824, retainedBytes: 33554432, xminAge: 1500, walStatus: 'reserved', inactiveSince: null });
     expect(snapshot.slots[1]).toMatchObject({ name: 'fresh', active: false, activePid: null, restartLsn: null, retainedBytes: null, walStatus: null });
     expect(snapshot.slots[2]).toMatchObject({ type: 'logical', plugin: 'pgoutput', database: 'app', catalogXminAge: 77, confirmedFlushLsn: '0/3000100' });
   });
