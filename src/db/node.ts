@@ -31,6 +31,7 @@ select current_setting('server_version_num')::int as version_num,
   from pg_roles r where r.rolname = current_user`;
 
 const maxBackoffMs = 30_000;
+const serverInfoTtlMs = 60_000;
 
 export type NodeState = 'unknown' | 'up' | 'down';
 
@@ -38,7 +39,8 @@ export class PgNode implements Queryable {
   readonly label: string;
   private readonly pool: pg.Pool;
   private readonly secrets: readonly string[];
-  private info: ServerInfo | undefined;
+  private info: Promise<ServerInfo> | undefined;
+  private infoAt = 0;
   private failures = 0;
   private retryAt = 0;
   private lastError: DbError | undefined;
@@ -127,12 +129,23 @@ export class PgNode implements Queryable {
   }
 
   /** Version, role, privileges and extensions; cached until the connection is lost. */
-  async serverInfo(): Promise<ServerInfo> {
-    if (this.info !== undefined) return this.info;
+  serverInfo(): Promise<ServerInfo> {
+    // Extensions get installed and servers promoted: look again every minute.
+    if (Date.now() - this.infoAt > serverInfoTtlMs) this.info = undefined;
+    // Probes start together: share one lookup rather than run it once per probe.
+    if (this.info === undefined) this.infoAt = Date.now();
+    this.info ??= this.fetchServerInfo().catch((error: unknown) => {
+      this.info = undefined;
+      throw error;
+    });
+    return this.info;
+  }
+
+  private async fetchServerInfo(): Promise<ServerInfo> {
     const [row] = await this.query({ text: serverInfoSql });
     if (row === undefined) throw new DbError(this.label, `${this.label}: the current role is not in pg_roles`, undefined, undefined, undefined);
     const preload = row['preload'];
-    this.info = {
+    return {
       versionNum: Number(row['version_num']),
       version: String(row['version']),
       inRecovery: row['in_recovery'] === true,
@@ -143,7 +156,6 @@ export class PgNode implements Queryable {
       extensions: (row['extensions'] ?? {}) as Record<string, string>,
       preloadLibraries: typeof preload === 'string' ? preload.split(',').map((lib) => lib.trim()).filter((lib) => lib !== '') : null,
     };
-    return this.info;
   }
 
   /** Forgets cached server facts (after a role change or extension install). */
