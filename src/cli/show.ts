@@ -10,7 +10,7 @@ import { toJsonValue } from '../format/json.js';
 import { probeById, probeIds, probes } from '../probes/index.js';
 import { runProbe } from '../probes/run-probe.js';
 import type { AnyProbe } from '../probes/runner.js';
-import type { ProbeResult } from '../probes/types.js';
+import type { ProbeId, ProbeResult } from '../probes/types.js';
 
 export interface CommandOutput {
   readonly stdout: string;
@@ -54,13 +54,23 @@ export async function show(config: Config, names: readonly string[], options: Sh
   const label = targets.server.label;
   try {
     const results: [AnyProbe, ProbeResult<unknown>][] = [];
+    const taken: Partial<Record<ProbeId, unknown>> = {};
+    const timeoutOf = (probe: AnyProbe): number => config.probes[probe.id]?.timeoutMs ?? config.statementTimeoutMs;
     for (const probe of selected) {
-      const timeoutMs = config.probes[probe.id]?.timeoutMs ?? config.statementTimeoutMs;
-      let result = await runProbe(probe, targets, { timeoutMs, previous: undefined });
+      // Probes that derive from others (connections and locks read activity) get them fresh.
+      for (const id of probe.inputs ?? []) {
+        const input = probeById(id);
+        if (taken[id] !== undefined || input === undefined) continue;
+        const inputResult = await runProbe(input, targets, { timeoutMs: timeoutOf(input), previous: undefined });
+        if (inputResult.status === 'ok') taken[id] = inputResult.snapshot;
+      }
+      const timeoutMs = timeoutOf(probe);
+      let result = await runProbe(probe, targets, { timeoutMs, previous: undefined, inputs: taken });
       if (result.status === 'ok' && deltaProbes.has(probe.id)) {
         await new Promise((resolve) => setTimeout(resolve, deltaIntervalMs));
         result = await runProbe(probe, targets, { timeoutMs, previous: { snapshot: result.snapshot, at: result.at } });
       }
+      if (result.status === 'ok') taken[probe.id] = result.snapshot;
       results.push([probe, result]);
       // A server that cannot be reached fails every probe the same way: stop at the first.
       if (result.status === 'error' && targets.server.state === 'down') break;

@@ -3,6 +3,7 @@
  * and how many are left for ordinary roles. pgwarden's own sessions count: they use slots too.
  */
 import type { Row } from '../db/types.js';
+import { activityInput, type ActivitySnapshot } from './activity.js';
 import type { Probe } from './types.js';
 import { boolean, number, numberOrNull, rowsOf, stringOrNull } from './values.js';
 
@@ -96,7 +97,8 @@ export const connectionsProbe: Probe<ConnectionsSnapshot> = {
   target: 'server',
   cadenceMs: 2000,
   minServerVersion: 100000,
-  queries: (server) => {
+  inputs: ['activity'],
+  queries: (server, _previous, inputs) => {
     const version = server?.versionNum ?? 150000;
     const reserved = version >= 160000 ? "current_setting('reserved_connections')::int" : 'null::int';
     return {
@@ -106,13 +108,15 @@ export const connectionsProbe: Probe<ConnectionsSnapshot> = {
                       ${reserved} as reserved_connections,
                       current_setting('server_version_num')::int >= 120000 as walsenders_apart`,
       },
-      counts: { text: countsSql, values: [topEntries] },
+      // With this refresh's activity snapshot at hand, counting scans nothing again.
+      ...(activityInput(inputs) === undefined ? { counts: { text: countsSql, values: [topEntries] } } : {}),
     };
   },
-  parse(rows) {
+  parse(rows, context) {
     const slots = rowsOf(rows, 'slots')[0];
     if (slots === undefined) throw new Error('connections probe returned no settings row');
-    const counts = rowsOf(rows, 'counts');
+    const activity = activityInput(context.inputs);
+    const counts = activity === undefined ? rowsOf(rows, 'counts') : countsFromActivity(activity);
     const byState = breakdown(counts, 'state');
     const byBackendType = entriesOf(counts, 'backend_type');
     const ofType = (type: string): number => byBackendType.find((entry) => entry.name === type)?.count ?? 0;
@@ -162,4 +166,42 @@ function breakdown(counts: readonly Row[], dimension: string): Breakdown {
   const first = counts.find((row) => row['dimension'] === dimension);
   const total = first === undefined ? 0 : number(first, 'dimension_total');
   return { entries, otherCount: total - entries.reduce((sum, entry) => sum + entry.count, 0) };
+}
+
+/** The rows countsSql would return, computed from an activity snapshot (same ranking and totals). */
+export function countsFromActivity(activity: ActivitySnapshot): Row[] {
+  const processes = [
+    ...activity.sessions.map((s) => ({ ...s, own: false })),
+    ...activity.ownSessions.map((s) => ({ ...s, own: true })),
+  ];
+  const clients = processes.filter((p) => p.backendType === 'client backend');
+  const rows: Row[] = [];
+  const group = (dimension: string, items: typeof processes, key: (p: (typeof processes)[number]) => string | null, limit: number): void => {
+    const groups = new Map<string | null, { count: number; pgwarden: number }>();
+    for (const item of items) {
+      const name = key(item);
+      const entry = groups.get(name) ?? { count: 0, pgwarden: 0 };
+      entry.count += 1;
+      if (item.own && item.backendType === 'client backend') entry.pgwarden += 1;
+      groups.set(name, entry);
+    }
+    const ranked = [...groups].sort(([nameA, a], [nameB, b]) => b.count - a.count || compareNames(nameA, nameB));
+    for (const [name, entry] of ranked.slice(0, limit)) {
+      rows.push({ dimension, name, count: entry.count, pgwarden: entry.pgwarden, dimension_total: items.length });
+    }
+  };
+  group('application', clients, (p) => p.application, topEntries);
+  group('backend_type', processes, (p) => p.backendType, Number.POSITIVE_INFINITY);
+  group('database', clients, (p) => p.database, topEntries);
+  group('state', clients, (p) => p.state, topEntries);
+  group('user', clients, (p) => p.user, topEntries);
+  return rows;
+}
+
+/** SQL's ascending order with NULLs last. */
+function compareNames(a: string | null, b: string | null): number {
+  if (a === b) return 0;
+  if (a === null) return 1;
+  if (b === null) return -1;
+  return a < b ? -1 : 1;
 }

@@ -3,6 +3,7 @@
  * every blocker of a waiter (several holders, and conflicting requests queued ahead of it).
  */
 import type { Row } from '../db/types.js';
+import { activityInput } from './activity.js';
 import type { Probe } from './types.js';
 import { boolean, number, numberArray, numberOrNull, rowsOf, string, stringOrNull } from './values.js';
 
@@ -123,7 +124,13 @@ export const locksProbe: Probe<LocksSnapshot> = {
   target: 'server',
   cadenceMs: 2000,
   minServerVersion: 100000,
-  queries: (server) => ({ sessions: { text: versionedSql(server?.versionNum ?? 150000) } }),
+  inputs: ['activity'],
+  queries: (server, _previous, inputs) => {
+    // Nobody waits on a lock in this refresh's activity snapshot: nothing to ask the server.
+    const activity = activityInput(inputs);
+    if (activity !== undefined && !activity.sessions.some((session) => session.waitEventType === 'Lock')) return {};
+    return { sessions: { text: versionedSql(server?.versionNum ?? 150000) } };
+  },
   parse(rows) {
     const all = rowsOf(rows, 'sessions');
     const waiterRows = all.filter((row) => boolean(row, 'waiting'));

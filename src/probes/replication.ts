@@ -165,7 +165,12 @@ select r.pid, coalesce(r.application_name, '') as application,
        extract(epoch from r.flush_lag)::float8 as flush_lag_seconds,
        extract(epoch from r.replay_lag)::float8 as replay_lag_seconds,
        ${version >= 120000 ? 'extract(epoch from now() - r.reply_time)::float8' : 'null::float8'} as reply_age_seconds
-  from pg_stat_replication r
+  -- pg_stat_replication joins every backend's status; starting from the WAL senders reads only theirs.
+  from (select w.pid, a.application_name, a.client_addr, a.client_port, w.state, w.sync_state, w.sync_priority,
+               w.sent_lsn, w.write_lsn, w.flush_lsn, w.replay_lsn, w.write_lag, w.flush_lag, w.replay_lag
+               ${version >= 120000 ? ', w.reply_time' : ''}
+          from pg_stat_get_wal_senders() w
+         cross join lateral pg_stat_get_activity(w.pid) a) r
  cross join (select pg_current_wal_lsn() as lsn where not pg_is_in_recovery()) c
  order by r.application_name, r.pid`;
 

@@ -2,7 +2,7 @@
 import { DbError } from '../db/errors.js';
 import type { Queryable, Query, Row, ServerInfo } from '../db/types.js';
 import { messageOf } from '../errors.js';
-import type { Probe, ProbeResult, Stamped, Unsupported } from './types.js';
+import type { Probe, ProbeInputs, ProbeResult, Stamped, Unsupported } from './types.js';
 
 /** What a probe runs against: a PostgreSQL node (with its server facts) or a PgBouncer console. */
 export interface ProbeTargets {
@@ -26,7 +26,7 @@ function versionText(num: number): string {
 export async function runProbe<S>(
   probe: Probe<S>,
   targets: ProbeTargets,
-  options: { readonly timeoutMs: number; readonly previous: Stamped<S> | undefined; readonly now?: () => Date },
+  options: { readonly timeoutMs: number; readonly previous: Stamped<S> | undefined; readonly now?: () => Date; readonly inputs?: ProbeInputs },
 ): Promise<ProbeResult<S>> {
   const now = options.now ?? (() => new Date());
   const started = performance.now();
@@ -47,7 +47,7 @@ export async function runProbe<S>(
       if (unsupported !== undefined) return { status: 'unsupported', unsupported };
       target = targets.server;
     }
-    const rows = await runQueries(target, probe.queries(server, options.previous), options.timeoutMs);
+    const rows = await runQueries(target, probe.queries(server, options.previous, options.inputs), options.timeoutMs);
     // A failed follow-up (say, pgstatindex on a huge index timing out) must not discard the
     // first rows: parse them and say why the rest is missing.
     let followUpError: string | undefined;
@@ -61,7 +61,7 @@ export async function runProbe<S>(
       }
     }
     const at = now();
-    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at, followUpError });
+    const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at, followUpError, inputs: options.inputs ?? {} });
     return { status: 'ok', snapshot, at, durationMs: performance.now() - started };
   } catch (error) {
     if (error instanceof DbError && error.sqlstate !== undefined) {

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { ProbeSettings } from '../config/types.js';
 import { runProbe, type ProbeTargets } from './run-probe.js';
-import type { Probe, ProbeId, ProbeResult, Stamped } from './types.js';
+import type { Probe, ProbeId, ProbeInputs, ProbeResult, Stamped } from './types.js';
 
 export type AnyProbe = Probe<unknown>;
 export type Results = ReadonlyMap<ProbeId, ProbeResult<unknown>>;
@@ -62,11 +62,28 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
     return new Map([...this.states].map(([id, state]) => [id, state.result]));
   }
 
-  private runOne(state: ProbeState): Promise<void> {
+  /** Snapshots of this probe's inputs taken since `since` (this refresh), by probe id. */
+  private inputsFor(state: ProbeState, since: number): ProbeInputs {
+    const inputs: Partial<Record<ProbeId, unknown>> = {};
+    for (const id of state.probe.inputs ?? []) {
+      const input = this.states.get(id)?.result;
+      if (input?.status === 'ok' && input.at.getTime() >= since) inputs[id] = input.snapshot;
+    }
+    return inputs;
+  }
+
+  private runOne(state: ProbeState, since: number): Promise<void> {
     state.running ??= (async () => {
       // Cadence counts from the start of a run, so a 2 s probe runs every 2 s, not every 2 s + its duration.
       const started = Date.now();
-      const result = await runProbe(state.probe, this.targets, { timeoutMs: state.timeoutMs, previous: state.last, ...(this.options.now ? { now: this.options.now } : {}) });
+      // A probe that reads others waits for them when they run in this refresh.
+      await Promise.all((state.probe.inputs ?? []).map((id) => this.states.get(id)?.running));
+      const result = await runProbe(state.probe, this.targets, {
+        timeoutMs: state.timeoutMs,
+        previous: state.last,
+        inputs: this.inputsFor(state, since),
+        ...(this.options.now ? { now: this.options.now } : {}),
+      });
       state.result = result;
       if (result.status === 'ok') {
         state.last = { snapshot: result.snapshot, at: result.at };
@@ -93,11 +110,12 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
   async refresh(only?: readonly ProbeId[]): Promise<Results> {
     // Ticks drift by a few milliseconds: a probe due within half a refresh runs now rather than a
     // whole refresh late.
-    const horizon = Date.now() + this.options.refreshMs / 2;
-    const runs: Promise<void>[] = [];
-    for (const [id, state] of this.states) {
-      if (only !== undefined ? only.includes(id) : state.dueAt <= horizon || state.running !== undefined) runs.push(this.runOne(state));
-    }
+    const since = Date.now();
+    const horizon = since + this.options.refreshMs / 2;
+    const due = [...this.states].filter(([id, state]) => (only !== undefined ? only.includes(id) : state.dueAt <= horizon || state.running !== undefined));
+    // Inputs first, so that their runs exist when the probes reading them start waiting.
+    due.sort(([, a], [, b]) => (a.probe.inputs?.length ?? 0) - (b.probe.inputs?.length ?? 0));
+    const runs = due.map(([, state]) => this.runOne(state, since));
     if (only !== undefined) {
       await Promise.all(runs);
     } else {

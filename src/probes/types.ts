@@ -18,6 +18,12 @@ export type ProbeId =
 /** Rows of each named query a probe ran. */
 export type RowSets = Readonly<Record<string, readonly Row[]>>;
 
+/**
+ * Snapshots of other probes taken in the same refresh, for probes that derive their figures from
+ * them instead of scanning the same view again (connections and locks read activity).
+ */
+export type ProbeInputs = Readonly<Partial<Record<ProbeId, unknown>>>;
+
 /** Why a probe cannot run here, and what would make it run. */
 export interface Unsupported {
   readonly kind: 'version' | 'extension' | 'privilege' | 'config';
@@ -33,6 +39,8 @@ export interface ParseContext<S> {
   readonly previous: S | undefined;
   /** When the previous snapshot was taken (the interval for rates is now − previousAt). */
   readonly previousAt?: Date | undefined;
+  /** Fresh snapshots of the probes named in Probe.inputs; a missing one means "query it yourself". */
+  readonly inputs?: ProbeInputs;
   /** Why the follow-up queries failed, when they did: the first rows are still parsed. */
   readonly followUpError?: string | undefined;
 }
@@ -52,7 +60,12 @@ export interface Probe<S> {
    * The named queries to run, in order, selected for this server. `previous` (the last good
    * snapshot) lets a probe skip an expensive query whose result is still fresh.
    */
-  queries(server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
+  queries(server: ServerInfo | undefined, previous?: Stamped<S>, inputs?: ProbeInputs): Readonly<Record<string, Query>>;
+  /**
+   * Probes whose snapshot from the same refresh this one can use instead of querying (it must
+   * still work without them: they may be disabled, failing, or not due).
+   */
+  readonly inputs?: readonly ProbeId[];
   /**
    * True when the follow-up only adds detail, so its failure must not fail the probe (the first
    * rows are parsed, with context.followUpError saying why the rest is missing).
