@@ -77,7 +77,7 @@ export class ProbeRunner extends EventEmitter<{ refresh: [Results]; }> {
       // Cadence counts from the start of a run, so a 2 s probe runs every 2 s, not every 2 s + its duration.
       const started = Date.now();
       // A probe that reads others waits for them when they run in this refresh.
-      await Promise.all((state.probe.inputs ?? []).map((id) => this.states.get(id)?.running));
+      await Promise.all((state.probe.inputs ?? []).flatMap((id) => this.states.get(id)?.running ?? []));
       const result = await runProbe(state.probe, this.targets, {
         timeoutMs: state.timeoutMs,
         previous: state.last,
