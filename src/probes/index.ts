@@ -8,8 +8,17 @@ import { replicationProbe } from './replication.js';
 import { statementsProbe } from './statements.js';
 import { tablesProbe } from './tables.js';
 import { serverProbe } from './server.js';
-import type { AnyProbe } from './runner.js';
-import type { ProbeId } from './types.js';
+import type { AnyProbe, Results } from './runner.js';
+import type { ProbeId, ProbeResult } from './types.js';
+import type { ActivitySnapshot } from './activity.js';
+import type { ConnectionsSnapshot } from './connections.js';
+import type { DatabasesSnapshot } from './databases.js';
+import type { LocksSnapshot } from './locks.js';
+import type { PgBouncerSnapshot } from './pgbouncer.js';
+import type { ReplicationSnapshot } from './replication.js';
+import type { ServerSnapshot } from './server.js';
+import type { StatementsSnapshot } from './statements.js';
+import type { TablesSnapshot } from './tables.js';
 
 export const probes: readonly AnyProbe[] = [serverProbe, activityProbe, connectionsProbe, locksProbe, databasesProbe, tablesProbe, replicationProbe, statementsProbe, pgbouncerProbe] as readonly AnyProbe[];
 
@@ -19,3 +28,21 @@ export function probeById(id: string): AnyProbe | undefined {
 }
 
 export const probeIds: readonly ProbeId[] = probes.map((probe) => probe.id);
+
+/** The snapshot type of every probe, for typed access to runner results. */
+export interface SnapshotMap {
+  server: ServerSnapshot;
+  activity: ActivitySnapshot;
+  connections: ConnectionsSnapshot;
+  locks: LocksSnapshot;
+  databases: DatabasesSnapshot;
+  tables: TablesSnapshot;
+  replication: ReplicationSnapshot;
+  statements: StatementsSnapshot;
+  pgbouncer: PgBouncerSnapshot;
+}
+
+/** The result of one probe with its snapshot type; pending when the probe has not run (or is disabled). */
+export function resultOf<K extends ProbeId>(results: Results, id: K): ProbeResult<SnapshotMap[K]> {
+  return (results.get(id) as ProbeResult<SnapshotMap[K]> | undefined) ?? { status: 'pending' };
+}

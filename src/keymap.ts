@@ -1,0 +1,107 @@
+/**
+ * The key bindings as data. The dispatcher, the footer hints, the help overlay and
+ * docs/keybindings.md are all generated from this table; `--read-only` removes every command
+ * marked dangerous. Keys are written as Ink reports them: a character ("q", "?", "K"), or a named
+ * key with modifiers ("tab", "shift+tab", "ctrl+l", "enter", "escape", "up", "pagedown", "space").
+ */
+
+export type Scope =
+  /** Anywhere, unless a dialog is open. */
+  | 'global'
+  /** Any view with a list (all but the overview and help). */
+  | 'list'
+  | 'activity'
+  | 'locks'
+  | 'tables'
+  /** A confirmation dialog, the palette, the filter prompt or the detail pane. */
+  | 'dialog';
+
+export type CommandId =
+  | 'quit' | 'help' | 'redraw' | 'pause' | 'palette' | 'filter' | 'switcher'
+  | 'view.next' | 'view.previous'
+  | 'view.overview' | 'view.activity' | 'view.pool' | 'view.locks' | 'view.tables' | 'view.replication' | 'view.queries' | 'view.alerts' | 'view.backups'
+  | 'cursor.up' | 'cursor.down' | 'cursor.pageUp' | 'cursor.pageDown' | 'cursor.top' | 'cursor.bottom' | 'scroll.left' | 'scroll.right'
+  | 'sort.next' | 'sort.reverse' | 'detail'
+  | 'session.tag' | 'session.cancel' | 'session.terminate' | 'session.terminateTagged'
+  | 'table.vacuum' | 'table.analyze' | 'index.reindex'
+  | 'dialog.confirm' | 'dialog.cancel';
+
+export interface Command {
+  readonly id: CommandId;
+  readonly keys: readonly string[];
+  readonly description: string;
+  readonly scope: Scope;
+  /** Changes the database: removed by --read-only and always confirmed first. */
+  readonly dangerous: boolean;
+  /** When the command does nothing, said in the help and shown when it is pressed then. */
+  readonly whyDisabled?: string;
+  /** Shown in the footer of its scope (the most useful few). */
+  readonly hint?: string;
+}
+
+export const commands: readonly Command[] = [
+  { id: 'quit', keys: ['q', 'ctrl+c'], description: 'Quit and restore the terminal', scope: 'global', dangerous: false, hint: 'quit' },
+  { id: 'help', keys: ['?'], description: 'Show every key binding', scope: 'global', dangerous: false, hint: 'help' },
+  { id: 'redraw', keys: ['ctrl+l'], description: 'Redraw the screen', scope: 'global', dangerous: false },
+  { id: 'pause', keys: ['p'], description: 'Pause or resume refreshing', scope: 'global', dangerous: false, hint: 'pause' },
+  { id: 'palette', keys: [':'], description: 'Command palette: a view name (:locks, :activity…) or an alias (:bloat, :slow)', scope: 'global', dangerous: false, hint: 'go to' },
+  { id: 'filter', keys: ['/'], description: 'Filter rows by a regular expression over database, user, application, state and client; !re negates', scope: 'list', dangerous: false, hint: 'filter' },
+  { id: 'switcher', keys: ['c'], description: 'Switch cluster or node', scope: 'global', dangerous: false, whyDisabled: 'the config has a single node' },
+  { id: 'view.next', keys: ['tab'], description: 'Next view', scope: 'global', dangerous: false },
+  { id: 'view.previous', keys: ['shift+tab'], description: 'Previous view', scope: 'global', dangerous: false },
+  { id: 'view.overview', keys: ['1'], description: 'Overview', scope: 'global', dangerous: false },
+  { id: 'view.activity', keys: ['2'], description: 'Activity: every session', scope: 'global', dangerous: false },
+  { id: 'view.pool', keys: ['3'], description: 'Pool: connection slots and PgBouncer pools', scope: 'global', dangerous: false },
+  { id: 'view.locks', keys: ['4'], description: 'Locks: the blocking tree', scope: 'global', dangerous: false },
+  { id: 'view.tables', keys: ['5'], description: 'Tables: bloat, dead tuples, vacuum', scope: 'global', dangerous: false },
+  { id: 'view.replication', keys: ['6'], description: 'Replication: standbys, slots, archiver', scope: 'global', dangerous: false },
+  { id: 'view.queries', keys: ['7'], description: 'Queries: pg_stat_statements', scope: 'global', dangerous: false },
+  { id: 'view.alerts', keys: ['8'], description: 'Alerts (arrives with the alerting issue)', scope: 'global', dangerous: false },
+  { id: 'view.backups', keys: ['9'], description: 'Backups (arrives with the backup issue)', scope: 'global', dangerous: false },
+  { id: 'cursor.up', keys: ['up', 'k'], description: 'Select the previous row', scope: 'list', dangerous: false },
+  { id: 'cursor.down', keys: ['down', 'j'], description: 'Select the next row', scope: 'list', dangerous: false },
+  { id: 'cursor.pageUp', keys: ['pageup'], description: 'One page up', scope: 'list', dangerous: false },
+  { id: 'cursor.pageDown', keys: ['pagedown'], description: 'One page down', scope: 'list', dangerous: false },
+  { id: 'cursor.top', keys: ['home', 'g'], description: 'First row', scope: 'list', dangerous: false },
+  { id: 'cursor.bottom', keys: ['end', 'G'], description: 'Last row', scope: 'list', dangerous: false },
+  { id: 'scroll.left', keys: ['left', 'h'], description: 'Scroll columns left (the key column stays)', scope: 'list', dangerous: false },
+  { id: 'scroll.right', keys: ['right', 'l'], description: 'Scroll columns right', scope: 'list', dangerous: false },
+  { id: 'sort.next', keys: ['s'], description: 'Sort by the next column', scope: 'list', dangerous: false, hint: 'sort' },
+  { id: 'sort.reverse', keys: ['S'], description: 'Reverse the sort order', scope: 'list', dangerous: false },
+  { id: 'detail', keys: ['enter'], description: 'Details: full query, locks, waiters, statement statistics', scope: 'list', dangerous: false, hint: 'detail' },
+  { id: 'session.tag', keys: ['space'], description: 'Tag or untag the selected session', scope: 'activity', dangerous: false, hint: 'tag' },
+  { id: 'session.cancel', keys: ['x'], description: "Cancel the selected session's query (pg_cancel_backend)", scope: 'activity', dangerous: true, hint: 'cancel', whyDisabled: 'select a session that is not pgwarden’s own' },
+  { id: 'session.terminate', keys: ['K'], description: 'Terminate the selected session (pg_terminate_backend)', scope: 'activity', dangerous: true, hint: 'terminate', whyDisabled: 'select a session that is not pgwarden’s own' },
+  { id: 'session.terminateTagged', keys: ['T'], description: 'Terminate every tagged session (type the count to confirm)', scope: 'activity', dangerous: true, whyDisabled: 'tag sessions first with space' },
+  { id: 'table.vacuum', keys: ['v'], description: 'VACUUM (ANALYZE) the selected table, with live progress', scope: 'tables', dangerous: true, hint: 'vacuum' },
+  { id: 'table.analyze', keys: ['a'], description: 'ANALYZE the selected table', scope: 'tables', dangerous: true, hint: 'analyze' },
+  { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'select an invalid index (listed under the tables)' },
+  { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
+  { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false },
+];
+
+/** Scopes active on a view with a list, most specific first. */
+export function scopesFor(view: string, dialogOpen: boolean): readonly Scope[] {
+  if (dialogOpen) return ['dialog'];
+  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' ? [view] : [];
+  const list: Scope[] = view === 'overview' || view === 'help' ? [] : ['list'];
+  // Locks lists sessions too: the session commands apply there.
+  const sessions: Scope[] = view === 'locks' ? ['activity'] : [];
+  return [...specific, ...sessions, ...list, 'global'];
+}
+
+/** The commands that exist in this run: dangerous ones removed in read-only mode, keys remapped. */
+export function effectiveCommands(options: { readOnly: boolean; remap?: Readonly<Partial<Record<CommandId, readonly string[]>>> }): readonly Command[] {
+  return commands
+    .filter((command) => !(options.readOnly && command.dangerous))
+    .map((command) => ({ ...command, keys: options.remap?.[command.id] ?? command.keys }));
+}
+
+/** The command bound to a key in the first scope that binds it, or undefined. */
+export function commandFor(key: string, scopes: readonly Scope[], available: readonly Command[]): Command | undefined {
+  for (const scope of scopes) {
+    const found = available.find((command) => command.scope === scope && command.keys.includes(key));
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}

@@ -1,0 +1,46 @@
+/** The contract between the console shell (src/app) and the screens. */
+import type { Results } from '../probes/runner.js';
+import type { UiState, ViewId, ViewState } from '../app/state.js';
+import type { ColumnSpec } from '../components/table-types.js';
+import type { Theme } from '../components/theme.js';
+
+/** Recent values for sparklines, oldest first, one per refresh (at most 120). */
+export interface History {
+  readonly tps: readonly number[];
+  readonly connections: readonly number[];
+  /** The largest replay lag in bytes over all standbys (primary) or the replay gap (standby). */
+  readonly lagBytes: readonly number[];
+}
+
+export interface ScreenProps {
+  readonly results: Results;
+  readonly ui: UiState;
+  /** ui.views[ui.view], for convenience. */
+  readonly viewState: ViewState;
+  /** The area the screen may use (the shell keeps header and footer outside it). */
+  readonly width: number;
+  readonly height: number;
+  readonly theme: Theme;
+  readonly history: History;
+  /** The target being watched, e.g. "prod / db1 (postgres@db1:5432/postgres)". */
+  readonly target: string;
+  readonly now: Date;
+}
+
+/** What the shell needs of a list screen to move the cursor, sort, filter and act on a row. */
+export interface ListModel<R> {
+  /** Filtered and sorted as the screen shows them. */
+  readonly rows: readonly R[];
+  readonly columns: readonly ColumnSpec<R>[];
+  readonly rowKey: (row: R) => string;
+  /** The default sort when the user has chosen none. */
+  readonly defaultSort: { readonly column: string; readonly descending: boolean };
+}
+
+export interface ScreenModule<R = unknown> {
+  readonly id: ViewId;
+  readonly title: string;
+  /** Present for list screens. */
+  readonly model?: (props: ScreenProps) => ListModel<R>;
+  readonly Screen: (props: ScreenProps) => React.ReactElement;
+}
