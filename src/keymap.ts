@@ -33,7 +33,7 @@ export interface Command {
   readonly scope: Scope;
   /** Changes the database: removed by --read-only and always confirmed first. */
   readonly dangerous: boolean;
-  /** When the command does nothing, said in the help and shown when it is pressed then. */
+  /** What the command needs to do anything ("needs …"), said in the help and when pressed without it. */
   readonly whyDisabled?: string;
   /** Shown in the footer of its scope (the most useful few). */
   readonly hint?: string;
@@ -46,7 +46,7 @@ export const commands: readonly Command[] = [
   { id: 'pause', keys: ['p'], description: 'Pause or resume refreshing', scope: 'global', dangerous: false, hint: 'pause' },
   { id: 'palette', keys: [':'], description: 'Command palette: a view name (:locks, :activity…) or an alias (:bloat, :slow)', scope: 'global', dangerous: false, hint: 'go to' },
   { id: 'filter', keys: ['/'], description: 'Filter rows by a regular expression over database, user, application, state and client; !re negates', scope: 'list', dangerous: false, hint: 'filter' },
-  { id: 'switcher', keys: ['c'], description: 'Switch cluster or node', scope: 'global', dangerous: false, whyDisabled: 'the config has a single node' },
+  { id: 'switcher', keys: ['c'], description: 'Switch cluster or node', scope: 'global', dangerous: false, whyDisabled: 'needs more than one node in the config' },
   { id: 'view.next', keys: ['tab'], description: 'Next view', scope: 'global', dangerous: false },
   { id: 'view.previous', keys: ['shift+tab'], description: 'Previous view', scope: 'global', dangerous: false },
   { id: 'view.overview', keys: ['1'], description: 'Overview', scope: 'global', dangerous: false },
@@ -70,12 +70,12 @@ export const commands: readonly Command[] = [
   { id: 'sort.reverse', keys: ['S'], description: 'Reverse the sort order', scope: 'list', dangerous: false },
   { id: 'detail', keys: ['enter'], description: 'Details: full query, locks, waiters, statement statistics', scope: 'list', dangerous: false, hint: 'detail' },
   { id: 'session.tag', keys: ['space'], description: 'Tag or untag the selected session', scope: 'activity', dangerous: false, hint: 'tag' },
-  { id: 'session.cancel', keys: ['x'], description: "Cancel the selected session's query (pg_cancel_backend)", scope: 'activity', dangerous: true, hint: 'cancel', whyDisabled: 'select a session that is not pgwarden’s own' },
-  { id: 'session.terminate', keys: ['K'], description: 'Terminate the selected session (pg_terminate_backend)', scope: 'activity', dangerous: true, hint: 'terminate', whyDisabled: 'select a session that is not pgwarden’s own' },
-  { id: 'session.terminateTagged', keys: ['T'], description: 'Terminate every tagged session (type the count to confirm)', scope: 'activity', dangerous: true, whyDisabled: 'tag sessions first with space' },
+  { id: 'session.cancel', keys: ['x'], description: "Cancel the selected session's query (pg_cancel_backend)", scope: 'activity', dangerous: true, hint: 'cancel', whyDisabled: 'needs a selected session that is not pgwarden’s own' },
+  { id: 'session.terminate', keys: ['K'], description: 'Terminate the selected session (pg_terminate_backend)', scope: 'activity', dangerous: true, hint: 'terminate', whyDisabled: 'needs a selected session that is not pgwarden’s own' },
+  { id: 'session.terminateTagged', keys: ['T'], description: 'Terminate every tagged session (type the count to confirm)', scope: 'activity', dangerous: true, whyDisabled: 'needs tagged sessions: tag them with Space' },
   { id: 'table.vacuum', keys: ['v'], description: 'VACUUM (ANALYZE) the selected table, with live progress', scope: 'tables', dangerous: true, hint: 'vacuum' },
   { id: 'table.analyze', keys: ['a'], description: 'ANALYZE the selected table', scope: 'tables', dangerous: true, hint: 'analyze' },
-  { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'select an invalid index (listed under the tables)' },
+  { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'needs a selected invalid index, listed under the tables' },
   { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
   { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false },
 ];
