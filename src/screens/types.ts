@@ -37,10 +37,20 @@ export interface ListModel<R> {
   readonly defaultSort: { readonly column: string; readonly descending: boolean };
 }
 
+/** What the selected row is, for actions and the detail pane. */
+export type Selection =
+  | { readonly kind: 'session'; readonly pid: number }
+  | { readonly kind: 'table'; readonly schema: string; readonly name: string }
+  | { readonly kind: 'index'; readonly schema: string; readonly name: string; readonly invalid: boolean }
+  | { readonly kind: 'statement'; readonly key: string }
+  | { readonly kind: 'none' };
+
 export interface ScreenModule<R = unknown> {
   readonly id: ViewId;
   readonly title: string;
   /** Present for list screens. */
   readonly model?: (props: ScreenProps) => ListModel<R>;
+  /** What a row of this screen's list designates (a session, a table, an index…). */
+  readonly selectionOf?: (row: R) => Selection;
   readonly Screen: (props: ScreenProps) => React.ReactElement;
 }
