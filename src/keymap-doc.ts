@@ -1,5 +1,5 @@
 /** docs/keybindings.md, generated from the keymap (npm run docs); a test fails when it is stale. */
-import { commands, type Scope } from './keymap.js';
+import { commands, keyLabel, type Scope } from './keymap.js';
 
 const scopeTitles: Readonly<Record<Scope, string>> = {
   global: 'Everywhere',
@@ -9,15 +9,6 @@ const scopeTitles: Readonly<Record<Scope, string>> = {
   tables: 'Tables',
   dialog: 'Dialogs, prompts and the detail pane',
 };
-
-/** Renders a key as the docs and the footer show it. */
-export function keyLabel(key: string): string {
-  const names: Readonly<Record<string, string>> = {
-    enter: 'Enter', escape: 'Esc', space: 'Space', tab: 'Tab', 'shift+tab': 'Shift-Tab', up: '↑', down: '↓', left: '←', right: '→',
-    pageup: 'PgUp', pagedown: 'PgDn', home: 'Home', end: 'End', 'ctrl+c': 'Ctrl-C', 'ctrl+l': 'Ctrl-L',
-  };
-  return names[key] ?? key;
-}
 
 /** The whole Markdown document. */
 export function keybindingsMarkdown(): string {

@@ -24,7 +24,7 @@ export type CommandId =
   | 'sort.next' | 'sort.reverse' | 'detail'
   | 'session.tag' | 'session.cancel' | 'session.terminate' | 'session.terminateTagged'
   | 'table.vacuum' | 'table.analyze' | 'index.reindex'
-  | 'dialog.confirm' | 'dialog.cancel';
+  | 'dialog.confirm' | 'dialog.cancel' | 'dialog.yes' | 'dialog.no';
 
 export interface Command {
   readonly id: CommandId;
@@ -77,7 +77,9 @@ export const commands: readonly Command[] = [
   { id: 'table.analyze', keys: ['a'], description: 'ANALYZE the selected table', scope: 'tables', dangerous: true, hint: 'analyze' },
   { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'needs a selected invalid index, listed under the tables' },
   { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
-  { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false },
+  { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false, hint: 'close' },
+  { id: 'dialog.yes', keys: ['y'], description: 'Run the plan shown (low and medium danger)', scope: 'dialog', dangerous: false, hint: 'run' },
+  { id: 'dialog.no', keys: ['n'], description: 'Decline the plan shown (nothing is done; it is logged)', scope: 'dialog', dangerous: false },
 ];
 
 /** Scopes active on a view with a list, most specific first. */
@@ -105,3 +107,33 @@ export function commandFor(key: string, scopes: readonly Scope[], available: rea
   }
   return undefined;
 }
+
+/** Names of keys as people read them, ASCII only (footer, help and docs alike). */
+const namedKeys: Readonly<Record<string, string>> = {
+  enter: 'enter',
+  return: 'enter',
+  space: 'space',
+  escape: 'esc',
+  tab: 'tab',
+  'shift+tab': 'shift-tab',
+  backspace: 'backspace',
+  delete: 'del',
+  up: 'up',
+  down: 'down',
+  left: 'left',
+  right: 'right',
+  pageup: 'PgUp',
+  pagedown: 'PgDn',
+  home: 'Home',
+  end: 'End',
+};
+
+/** A key as people read it: "enter", "esc", "space", "^L" for ctrl+l, "PgDn"; characters as they are. */
+export function keyLabel(key: string): string {
+  const named = namedKeys[key];
+  if (named !== undefined) return named;
+  const ctrl = /^ctrl\+(.)$/.exec(key);
+  if (ctrl?.[1] !== undefined) return `^${ctrl[1].toUpperCase()}`;
+  return key;
+}
+

@@ -1,4 +1,5 @@
 /** The contract of the Table component (src/components/Table.tsx). */
+import type { Theme } from './theme.js';
 
 export interface ColumnSpec<R> {
   /** Stable id, used for sorting (SortState.column). */
@@ -29,8 +30,9 @@ export interface TableProps<R> {
   /** Columns scrolled off to the left; the first (key) column is frozen and never scrolls. */
   readonly scrollX: number;
   readonly sort: { readonly column: string; readonly descending: boolean } | null;
-  /** Keys of tagged rows, marked in the key column. */
+  /** Keys of tagged rows, marked in the gutter. */
   readonly tagged?: ReadonlySet<string>;
   /** Shown instead of rows when there are none, e.g. "no session waits on a lock". */
   readonly emptyText: string;
+  readonly theme: Theme;
 }
