@@ -12,7 +12,7 @@ import { describeConfig } from './cli/config-command.js';
 
 const help = `
   Usage
-    $ pgwarden [options]                 open the console (for now: print every probe once)
+    $ pgwarden [options]                 open the console (keys: docs/keybindings.md, ? inside)
     $ pgwarden show <probe|all> [--json] print one snapshot: ${probeIds.join(', ')}
     $ pgwarden config                    print the effective configuration (passwords hidden)
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
@@ -23,6 +23,9 @@ const help = `
     --cluster NAME    the configured cluster to use (default: the first)
     --node NAME       the node of that cluster (default: the first)
     --json            machine-readable output (docs/json.md)
+    --read-only       the console offers no action that changes the database
+    --ascii           ASCII symbols and borders (also when the locale is not UTF-8); NO_COLOR=1 drops colour
+    --audit-log FILE  where console actions are logged (default ~/.local/state/pgwarden/audit.log)
     --version         print the version
 
   Connections follow libpq: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE and ~/.pgpass.
@@ -41,15 +44,24 @@ async function main(): Promise<CommandOutput> {
       cluster: { type: 'string' },
       node: { type: 'string' },
       json: { type: 'boolean', default: false },
+      readOnly: { type: 'boolean', default: false },
+      ascii: { type: 'boolean', default: false },
+      auditLog: { type: 'string' },
     },
   });
-  const [command = 'show', ...rest] = cli.input;
+  const [command = 'console', ...rest] = cli.input;
   const loadOptions = { configFile: cli.flags.config, dsn: cli.flags.dsn, knownProbes: probeIds };
   const width = process.stdout.columns ?? 160;
   switch (command) {
     case 'show': {
       const config = loadConfig(loadOptions);
       return show(config, rest.length === 0 ? ['all'] : rest, { json: cli.flags.json, cluster: cli.flags.cluster, node: cli.flags.node, width });
+    }
+    case 'console': {
+      const config = loadConfig(loadOptions);
+      const { runConsole } = await import('./app/console.js');
+      await runConsole({ config, readOnly: cli.flags.readOnly, ascii: cli.flags.ascii, cluster: cli.flags.cluster, node: cli.flags.node, auditPath: cli.flags.auditLog });
+      return { stdout: '', stderr: '', exitCode: 0 };
     }
     case 'config':
       return describeConfig(loadConfig(loadOptions));

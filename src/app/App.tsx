@@ -1,0 +1,348 @@
+/**
+ * The console's root: one reducer for the UI state, one subscription to the runner (one render
+ * per refresh), one keypress dispatcher in which open dialogs shadow the views.
+ */
+import { Box, Text, useInput } from 'ink';
+import { useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import type { Command } from '../keymap.js';
+import { commandFor, scopesFor } from '../keymap.js';
+import type { Results } from '../probes/runner.js';
+import { resultOf } from '../probes/index.js';
+import { latest } from '../probes/types.js';
+import { screens } from '../screens/index.js';
+import type { ListModel, ScreenProps, Selection } from '../screens/types.js';
+import type { Theme } from '../components/theme.js';
+import { Header, Tabs } from '../components/Header.js';
+import { Footer } from '../components/Footer.js';
+import { Toasts } from '../components/Toasts.js';
+import { ConfirmDialog, ProgressDialog } from '../components/ConfirmDialog.js';
+import { DetailPane } from '../components/DetailPane.js';
+import { FilterPrompt, PalettePrompt } from '../components/Prompts.js';
+import { HelpOverlay } from '../components/HelpOverlay.js';
+import { detailFor } from './detail.js';
+import { emptyHistory, recordHistory } from './history.js';
+import { keyName, typedText } from './keys.js';
+import type { ActionProgress, Monitor, PlanView } from './monitor.js';
+import { reduce, type UiAction } from './reducer.js';
+import { cycledViews, initialState, viewAliases, views, type UiState, type ViewId } from './state.js';
+
+export interface AppProps {
+  readonly monitor: Monitor;
+  readonly theme: Theme;
+  readonly commands: readonly Command[];
+  readonly columns: number;
+  readonly rows: number;
+  readonly initialView?: ViewId;
+  readonly now?: () => Date;
+  readonly onQuit: () => void;
+  readonly onRedraw?: () => void;
+}
+
+const viewTitles: Readonly<Record<ViewId, string>> = {
+  overview: 'Overview', activity: 'Activity', pool: 'Pool', locks: 'Locks', tables: 'Tables',
+  replication: 'Replication', queries: 'Queries', alerts: 'Alerts', backups: 'Backups', help: 'Help',
+};
+
+const toastMs = 4000;
+
+/** Several ordinary characters delivered together (typed ahead), not one special key. */
+function isPlainChunk(input: string, key: { readonly ctrl: boolean; readonly meta: boolean; readonly escape: boolean }): boolean {
+  return input.length > 1 && !key.ctrl && !key.meta && !key.escape && !input.includes('\u001b');
+}
+
+/** One character of a typed-ahead chunk as a key name. */
+function charKey(char: string): string | undefined {
+  if (char === '\r' || char === '\n') return 'enter';
+  if (char === '\t') return 'tab';
+  if (char === ' ') return 'space';
+  return char.charCodeAt(0) < 32 ? undefined : char;
+}
+
+/** The selection a row designates, from the screen when it says, else from the row's shape. */
+function selectionOf(view: ViewId, row: unknown): Selection {
+  const fromScreen = screens[view].selectionOf;
+  if (fromScreen !== undefined && row !== undefined) return fromScreen(row);
+  return { kind: 'none' };
+}
+
+/** The row the cursor is on, by key (stable across refreshes), else by index. */
+function selectedRow<R>(model: ListModel<R> | undefined, ui: UiState): { row: R | undefined; index: number } {
+  if (model === undefined || model.rows.length === 0) return { row: undefined, index: -1 };
+  const view = ui.views[ui.view];
+  const byKey = view.selectedKey === null ? -1 : model.rows.findIndex((row) => model.rowKey(row) === view.selectedKey);
+  const index = byKey >= 0 ? byKey : Math.min(view.selectedIndex, model.rows.length - 1);
+  return { row: model.rows[index], index };
+}
+
+/** The console. Pure of I/O but for the Monitor it is given. */
+export function App(props: AppProps): React.ReactElement {
+  const { monitor, theme } = props;
+  const now = props.now ?? (() => new Date());
+  const [ui, dispatch] = useReducer(reduce, initialState(props.initialView));
+  const [results, setResults] = useState<Results>(() => monitor.results());
+  const [history, setHistory] = useState(emptyHistory);
+  const [lastRefresh, setLastRefresh] = useState<Date | null>(null);
+  const [plans, setPlans] = useState<ReadonlyMap<string, PlanView>>(new Map());
+  const [progress, setProgress] = useState<ReadonlyMap<string, ActionProgress>>(new Map());
+  const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
+  const clock = useRef(now());
+
+  // One state update per refresh: React batches the three setters into a single render.
+  useEffect(
+    () =>
+      monitor.subscribe((fresh) => {
+        setResults(fresh);
+        setHistory((previous) => recordHistory(previous, fresh));
+        setLastRefresh(now());
+      }),
+    // The monitor is fixed for the life of the app.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [monitor],
+  );
+  useEffect(() => {
+    monitor.setPaused(ui.paused);
+  }, [monitor, ui.paused]);
+  useEffect(() => {
+    if (ui.toasts.length === 0) return undefined;
+    const next = Math.min(...ui.toasts.map((toast) => toast.until));
+    const timer = setTimeout(() => dispatch({ type: 'toasts.expire', now: Date.now() }), Math.max(50, next - Date.now()));
+    return () => clearTimeout(timer);
+  }, [ui.toasts]);
+
+  clock.current = now();
+  const width = Math.max(20, props.columns);
+  // Never as tall as the terminal: Ink would clear the screen on every frame.
+  const height = Math.max(8, props.rows - 1);
+  const bodyHeight = height - 3;
+  const choices = monitor.choices[ui.target.cluster] ?? [];
+  const choice = choices[ui.target.node];
+  const target = choice === undefined ? '' : `${choice.cluster} / ${choice.node} (${choice.label})`;
+  const screen = screens[ui.view];
+  const screenProps: ScreenProps = {
+    results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current,
+  };
+  const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight]); // eslint-disable-line react-hooks/exhaustive-deps
+  const { row } = selectedRow(model, ui);
+  const selection = selectionOf(ui.view, row);
+  const server = latest(resultOf(results, 'server'))?.snapshot;
+  const allChoices = monitor.choices.flatMap((nodes, cluster) => nodes.map((node, index) => ({ ...node, cluster, index })));
+
+  const toast = (level: 'info' | 'success' | 'warning' | 'error', text: string): void => {
+    dispatch({ type: 'toast', toast: { level, text, until: Date.now() + toastMs } });
+  };
+
+  const startPlan = (command: string): void => {
+    void monitor.plan(command, selection, ui.tagged).then((plan) => {
+      setPlans((previous) => new Map(previous).set(plan.id, plan));
+      dispatch({ type: 'modal', modal: { kind: 'confirm', planId: plan.id, typed: '' } });
+    });
+  };
+
+  const runPlan = (plan: PlanView): void => {
+    dispatch({ type: 'modal', modal: { kind: 'progress', planId: plan.id } });
+    let last: ActionProgress | null = null;
+    void monitor
+      .execute(plan.id, (update) => {
+        last = update;
+        setProgress((previous) => new Map(previous).set(plan.id, update));
+      })
+      .then(() => {
+        const final = last as ActionProgress | null;
+        if (final?.ok === true) toast('success', `${plan.title}: done`);
+        else toast('error', `${plan.title}: ${final?.message ?? 'failed'}`);
+      })
+      .catch((error: unknown) => toast('error', error instanceof Error ? error.message : String(error)));
+  };
+
+  const runCommand = (command: Command): void => {
+    const keys = model?.rows.map((r) => model.rowKey(r)) ?? [];
+    const page = Math.max(1, bodyHeight - 3);
+    const sort = ui.views[ui.view].sort ?? model?.defaultSort ?? { column: '', descending: true };
+    const actions: Partial<Record<Command['id'], () => void>> = {
+      quit: props.onQuit,
+      help: () => dispatch({ type: 'modal', modal: { kind: 'help' } }),
+      redraw: () => {
+        dispatch({ type: 'redraw' });
+        props.onRedraw?.();
+      },
+      pause: () => dispatch({ type: 'pause.toggle' }),
+      palette: () => dispatch({ type: 'modal', modal: { kind: 'palette', input: '', error: null } }),
+      filter: () => dispatch({ type: 'modal', modal: { kind: 'filter', input: ui.views[ui.view].filter?.text ?? '' } }),
+      switcher: () =>
+        allChoices.length > 1
+          ? dispatch({ type: 'modal', modal: { kind: 'switcher', index: Math.max(0, allChoices.findIndex((c) => c.cluster === ui.target.cluster && c.index === ui.target.node)) } })
+          : toast('info', `switcher ${command.whyDisabled ?? ''}`),
+      'view.next': () => dispatch({ type: 'view.cycle', step: 1 }),
+      'view.previous': () => dispatch({ type: 'view.cycle', step: -1 }),
+      'cursor.up': () => dispatch({ type: 'cursor', to: -1, relative: true, keys }),
+      'cursor.down': () => dispatch({ type: 'cursor', to: 1, relative: true, keys }),
+      'cursor.pageUp': () => dispatch({ type: 'cursor', to: -page, relative: true, keys }),
+      'cursor.pageDown': () => dispatch({ type: 'cursor', to: page, relative: true, keys }),
+      'cursor.top': () => dispatch({ type: 'cursor', to: 'top', relative: false, keys }),
+      'cursor.bottom': () => dispatch({ type: 'cursor', to: 'bottom', relative: false, keys }),
+      'scroll.left': () => dispatch({ type: 'scroll', step: -1, max: Math.max(0, (model?.columns.length ?? 1) - 2) }),
+      'scroll.right': () => dispatch({ type: 'scroll', step: 1, max: Math.max(0, (model?.columns.length ?? 1) - 2) }),
+      'sort.next': () => dispatch({ type: 'sort.next', columns: model?.columns.map((c) => c.id) ?? [], current: sort }),
+      'sort.reverse': () => dispatch({ type: 'sort.reverse', current: sort }),
+      detail: () => {
+        if (selection.kind === 'session') {
+          dispatch({ type: 'detail.open', target: { kind: 'session', pid: selection.pid } });
+          setFullQuery({ pid: selection.pid, text: null });
+          void monitor.fullQuery(selection.pid).then((text) => setFullQuery({ pid: selection.pid, text }));
+        } else if (selection.kind === 'table' || selection.kind === 'index') {
+          dispatch({ type: 'detail.open', target: { kind: 'table', schema: selection.schema, name: selection.name } });
+        } else if (selection.kind === 'statement') {
+          dispatch({ type: 'detail.open', target: { kind: 'statement', key: selection.key } });
+        }
+      },
+      'session.tag': () => (selection.kind === 'session' ? dispatch({ type: 'tag.toggle', pid: selection.pid }) : toast('info', 'select a session to tag')),
+    };
+    for (const view of views) {
+      if (command.id === `view.${view}`) actions[command.id] = () => dispatch({ type: 'view', view });
+    }
+    const run = actions[command.id];
+    if (run !== undefined) {
+      run();
+    } else if (command.dangerous) {
+      startPlan(command.id);
+    }
+  };
+
+  const onDialogKey = (input: string, key: Parameters<Parameters<typeof useInput>[0]>[1]): void => {
+    const name = keyName(input, key);
+    const modal = ui.modal;
+    if (modal.kind === 'palette' || modal.kind === 'filter') {
+      if (name === 'escape') dispatch({ type: 'modal.close' });
+      else if (name === 'enter') dispatch({ type: modal.kind === 'palette' ? 'palette.submit' : 'filter.submit' });
+      else if (name === 'backspace') dispatch({ type: 'prompt.backspace' });
+      else {
+        const text = typedText(input, key);
+        if (text !== undefined) dispatch({ type: 'prompt.input', text });
+      }
+      return;
+    }
+    if (modal.kind === 'confirm') {
+      const plan = plans.get(modal.planId);
+      if (plan === undefined || plan.refused !== null) {
+        if (name === 'escape' || name === 'enter') dispatch({ type: 'modal.close' });
+        return;
+      }
+      const decline = (): void => {
+        monitor.decline(plan.id);
+        dispatch({ type: 'modal.close' });
+        toast('info', 'nothing was done');
+      };
+      if (plan.confirmToken === null) {
+        if (input === 'y' || input === 'Y') runPlan(plan);
+        else if (input === 'n' || input === 'N' || name === 'escape') decline();
+        return;
+      }
+      if (name === 'escape') decline();
+      else if (name === 'backspace') dispatch({ type: 'prompt.backspace' });
+      else if (name === 'enter') {
+        if (modal.typed === plan.confirmToken) runPlan(plan);
+        else toast('warning', `type ${plan.confirmToken} exactly to confirm`);
+      } else {
+        const text = typedText(input, key);
+        if (text !== undefined) dispatch({ type: 'prompt.input', text });
+      }
+      return;
+    }
+    if (modal.kind === 'switcher') {
+      if (name === 'escape') dispatch({ type: 'modal.close' });
+      else if (name === 'up' || name === 'k') dispatch({ type: 'switcher.move', step: -1, count: allChoices.length });
+      else if (name === 'down' || name === 'j') dispatch({ type: 'switcher.move', step: 1, count: allChoices.length });
+      else if (name === 'enter') {
+        const picked = allChoices[modal.index];
+        if (picked !== undefined) {
+          monitor.select(picked.cluster, picked.index);
+          dispatch({ type: 'target', cluster: picked.cluster, node: picked.index });
+          setHistory(emptyHistory);
+          setResults(monitor.results());
+        }
+      }
+      return;
+    }
+    if (modal.kind === 'detail') {
+      if (name === 'up' || name === 'k') dispatch({ type: 'detail.scroll', step: -1 });
+      else if (name === 'down' || name === 'j') dispatch({ type: 'detail.scroll', step: 1 });
+      else if (name === 'pagedown') dispatch({ type: 'detail.scroll', step: bodyHeight - 4 });
+      else if (name === 'pageup') dispatch({ type: 'detail.scroll', step: -(bodyHeight - 4) });
+      else if (name === 'escape' || name === 'enter' || name === 'q') dispatch({ type: 'modal.close' });
+      return;
+    }
+    if (modal.kind === 'help' || modal.kind === 'progress') {
+      if (name === 'escape' || name === 'enter' || name === 'q' || name === '?') dispatch({ type: 'modal.close' });
+    }
+  };
+
+  useInput((input, key) => {
+    if (ui.modal.kind !== 'none') {
+      // Ctrl-C always quits, whatever is open.
+      if (key.ctrl && input === 'c') props.onQuit();
+      else onDialogKey(input, key);
+      return;
+    }
+    // Over a slow link several keystrokes arrive in one read ("jjj"): take them one by one.
+    const names = isPlainChunk(input, key) ? [...input].map(charKey) : [keyName(input, key)];
+    for (const name of names) {
+      if (name === undefined) continue;
+      const command = commandFor(name, scopesFor(ui.view, false), props.commands);
+      if (command !== undefined) runCommand(command);
+    }
+  });
+
+  const modal = ui.modal;
+  let body: React.ReactElement;
+  if (modal.kind === 'help') {
+    body = <HelpOverlay commands={props.commands} width={width} height={bodyHeight} scroll={0} theme={theme} />;
+  } else if (modal.kind === 'detail') {
+    const detail = detailFor(results, modal.target, modal.target.kind === 'session' && fullQuery?.pid === modal.target.pid ? fullQuery.text : null);
+    body = <DetailPane title={detail.title} sections={detail.sections.map((s) => ({ heading: s.heading, lines: [...s.lines] }))} width={width} height={bodyHeight} scroll={modal.scroll} theme={theme} />;
+  } else if (modal.kind === 'confirm' && plans.get(modal.planId) !== undefined) {
+    body = <ConfirmDialog plan={plans.get(modal.planId) as PlanView} typed={modal.typed} width={width} theme={theme} />;
+  } else if (modal.kind === 'progress' && plans.get(modal.planId) !== undefined) {
+    body = <ProgressDialog plan={plans.get(modal.planId) as PlanView} progress={progress.get(modal.planId) ?? null} width={width} theme={theme} />;
+  } else if (modal.kind === 'switcher') {
+    body = (
+      <Box flexDirection="column">
+        <Text>Switch to (↑/↓, Enter, Esc):</Text>
+        {allChoices.map((c, index) => (
+          <Text key={`${c.cluster}-${c.index}`} inverse={index === modal.index}>
+            {`${index === modal.index ? '>' : ' '} ${c.cluster === ui.target.cluster && c.index === ui.target.node ? '*' : ' '} ${monitor.choices[c.cluster]?.[c.index]?.cluster ?? ''} / ${c.node} (${c.label})`}
+          </Text>
+        ))}
+      </Box>
+    );
+  } else {
+    body = <screen.Screen {...screenProps} />;
+  }
+
+  const prompt =
+    modal.kind === 'palette' ? (
+      <PalettePrompt input={modal.input} error={modal.error} suggestions={Object.keys(viewAliases).filter((name) => name.startsWith(modal.input.replace(/^:/, '')))} width={width} theme={theme} />
+    ) : modal.kind === 'filter' ? (
+      <FilterPrompt input={modal.input} width={width} theme={theme} />
+    ) : null;
+
+  return (
+    <Box flexDirection="column" width={width} height={height}>
+      <Header
+        target={target}
+        role={server?.role ?? null}
+        paused={ui.paused}
+        lastRefresh={lastRefresh}
+        now={clock.current}
+        width={width}
+        theme={theme}
+        viewTitle={viewTitles[ui.view]}
+      />
+      <Tabs views={cycledViews.map((id, index) => ({ id, title: viewTitles[id], key: String(index + 1) }))} current={ui.view} width={width} theme={theme} />
+      <Box flexDirection="column" height={bodyHeight} overflow="hidden">
+        {body}
+      </Box>
+      <Toasts toasts={ui.toasts} width={width} theme={theme} />
+      {prompt ?? <Footer commands={props.commands} scopes={scopesFor(ui.view, modal.kind !== 'none')} width={width} theme={theme} />}
+    </Box>
+  );
+}
