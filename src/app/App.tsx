@@ -86,6 +86,8 @@ export function App(props: AppProps): React.ReactElement {
   const [progress, setProgress] = useState<ReadonlyMap<string, ActionProgress>>(new Map());
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
   const clock = useRef(now());
+  const typedAhead = useRef<string[]>([]);
+  const [, setKeyTick] = useState(0);
 
   // One state update per refresh: React batches the three setters into a single render.
   useEffect(
@@ -283,13 +285,21 @@ export function App(props: AppProps): React.ReactElement {
       else onDialogKey(input, key);
       return;
     }
-    // Over a slow link several keystrokes arrive in one read ("jjj"): take them one by one.
+    // Over a slow link several keystrokes arrive in one read ("2jj"): queue them, and take one per
+    // render so that each sees the state the previous one left (the view, its rows).
     const names = isPlainChunk(input, key) ? [...input].map(charKey) : [keyName(input, key)];
-    for (const name of names) {
-      if (name === undefined) continue;
+    typedAhead.current.push(...names.filter((name): name is string => name !== undefined));
+    setKeyTick((tick) => tick + 1);
+  });
+
+  useEffect(() => {
+    const name = typedAhead.current.shift();
+    if (name === undefined) return;
+    if (ui.modal.kind === 'none') {
       const command = commandFor(name, scopesFor(ui.view, false), props.commands);
       if (command !== undefined) runCommand(command);
     }
+    if (typedAhead.current.length > 0) setKeyTick((tick) => tick + 1);
   });
 
   const modal = ui.modal;
