@@ -23,7 +23,7 @@ import { detailFor } from './detail.js';
 import { emptyHistory, recordHistory } from './history.js';
 import { keyName, typedText } from './keys.js';
 import type { ActionProgress, Monitor, PlanView } from './monitor.js';
-import { reduce, type UiAction } from './reducer.js';
+import { reduce } from './reducer.js';
 import { cycledViews, initialState, viewAliases, views, type UiState, type ViewId } from './state.js';
 
 export interface AppProps {
@@ -142,14 +142,14 @@ export function App(props: AppProps): React.ReactElement {
 
   const runPlan = (plan: PlanView): void => {
     dispatch({ type: 'modal', modal: { kind: 'progress', planId: plan.id } });
-    let last: ActionProgress | null = null;
+    const outcome: { last: ActionProgress | null } = { last: null };
     void monitor
       .execute(plan.id, (update) => {
-        last = update;
+        outcome.last = update;
         setProgress((previous) => new Map(previous).set(plan.id, update));
       })
       .then(() => {
-        const final = last as ActionProgress | null;
+        const final = outcome.last;
         if (final?.ok === true) toast('success', `${plan.title}: done`);
         else toast('error', `${plan.title}: ${final?.message ?? 'failed'}`);
       })
@@ -287,11 +287,13 @@ export function App(props: AppProps): React.ReactElement {
     }
     // Over a slow link several keystrokes arrive in one read ("2jj"): queue them, and take one per
     // render so that each sees the state the previous one left (the view, its rows).
-    const names = isPlainChunk(input, key) ? [...input].map(charKey) : [keyName(input, key)];
+    const names = isPlainChunk(input, key) ? Array.from(input, charKey) : [keyName(input, key)];
     typedAhead.current.push(...names.filter((name): name is string => name !== undefined));
     setKeyTick((tick) => tick + 1);
   });
 
+  // Runs after every render on purpose: it drains the typed-ahead queue one key per render.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
   useEffect(() => {
     const name = typedAhead.current.shift();
     if (name === undefined) return;
