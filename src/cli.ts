@@ -67,7 +67,7 @@ async function main(): Promise<CommandOutput> {
       return describeConfig(loadConfig(loadOptions));
     case 'demo': {
       const { runDemo } = await import('./demo/run.js');
-      return runDemo({ width });
+      return runDemo({ width, console: true });
     }
     default:
       return { stdout: '', stderr: `pgwarden: unknown command "${command}"\n${help}`, exitCode: 2 };

@@ -10,18 +10,18 @@ export interface ColumnSpec<R> {
   readonly minWidth?: number;
   readonly align?: 'left' | 'right';
   /** The text shown (already formatted: bytes, durations…). */
-  readonly text: (row: R) => string;
+  text(this: void, row: R): string;
   /** The value sorted on; null sorts last whatever the direction. Defaults to text(). */
-  readonly sortValue?: (row: R) => number | string | null;
+  sortValue?(this: void, row: R): number | string | null;
   /** A theme colour token name for this cell, e.g. 'warning' (see Theme['color']). */
-  readonly tone?: (row: R) => 'ok' | 'warning' | 'critical' | 'muted' | 'stale' | undefined;
+  tone?(this: void, row: R): 'ok' | 'warning' | 'critical' | 'muted' | 'stale' | undefined;
 }
 
 export interface TableProps<R> {
   readonly columns: readonly ColumnSpec<R>[];
   /** Already filtered and sorted (sortRows() does it); only the visible window is rendered. */
   readonly rows: readonly R[];
-  readonly rowKey: (row: R) => string;
+  rowKey(this: void, row: R): string;
   /** Index into rows of the selected row, or -1 for none. */
   readonly selectedIndex: number;
   /** Rows of the area including the header line. */

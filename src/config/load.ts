@@ -3,7 +3,8 @@
  * bad file is never rewritten: pgwarden only reads it.
  */
 import { readFileSync } from 'node:fs';
-import Conf from 'conf';
+import { join } from 'node:path';
+import envPaths from 'env-paths';
 import { UserError, messageOf } from '../errors.js';
 import { resolveConnection } from './conninfo.js';
 import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
@@ -15,9 +16,14 @@ export const defaultLockTimeoutMs = 1000;
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
-/** Where pgwarden looks for its config when --config is not given (the user's config directory). */
+/**
+ * Where pgwarden looks for its config when --config is not given: config.json in the user's config
+ * directory, by conf's convention (env-paths: $XDG_CONFIG_HOME/pgwarden on Linux). conf itself is
+ * not loaded: through atomically and when-exit it re-raises SIGINT and SIGTERM to the process,
+ * which breaks a graceful shutdown of the console, the demo and the watcher.
+ */
 export function defaultConfigPath(): string {
-  return new Conf({ projectName: 'pgwarden', projectSuffix: '', configName: 'config' }).path;
+  return join(envPaths('pgwarden', { suffix: '' }).config, 'config.json');
 }
 
 class Validator {

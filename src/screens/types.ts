@@ -32,7 +32,7 @@ export interface ListModel<R> {
   /** Filtered and sorted as the screen shows them. */
   readonly rows: readonly R[];
   readonly columns: readonly ColumnSpec<R>[];
-  readonly rowKey: (row: R) => string;
+  rowKey(this: void, row: R): string;
   /** The default sort when the user has chosen none. */
   readonly defaultSort: { readonly column: string; readonly descending: boolean };
 }
@@ -51,6 +51,6 @@ export interface ScreenModule<R = unknown> {
   /** Present for list screens. */
   readonly model?: (props: ScreenProps) => ListModel<R>;
   /** What a row of this screen's list designates (a session, a table, an index…). */
-  readonly selectionOf?: (row: R) => Selection;
+  selectionOf?(this: void, row: R): Selection;
   readonly Screen: (props: ScreenProps) => React.ReactElement;
 }

@@ -20,7 +20,8 @@ import { serverProbe } from '../../src/probes/server.js';
 import { statementsProbe } from '../../src/probes/statements.js';
 import { tablesProbe } from '../../src/probes/tables.js';
 import { waitFor } from '../support/cluster.js';
-import { closeNodes, probeOnce } from '../support/probe.js';
+import { closeNodes, nodeFor, probeOnce } from '../support/probe.js';
+import type { PgNode } from '../../src/db/node.js';
 
 const execFileAsync = promisify(execFile);
 const DEMO_TIMEOUT = 120_000;
@@ -115,11 +116,16 @@ describe('pgwarden demo', () => {
   parents.push(parent);
   const progress: string[] = [];
   let demo: Demo;
+  // One pool per server for all the polling below: a new pool per poll would exhaust max_connections.
+  let primaryNode: PgNode;
+  let standbyNode: PgNode;
 
   it('comes up with a primary, a standby, PgBouncer and a config for them', { timeout: DEMO_TIMEOUT }, async () => {
     const started = performance.now();
     demo = await startDemo({ parentDir: parent, progress: (line) => progress.push(line) });
     demos.push(demo);
+    primaryNode = nodeFor(demo.dsns.primary);
+    standbyNode = nodeFor(demo.dsns.standby);
     console.log(`demo setup took ${Math.round(performance.now() - started)} ms`);
 
     expect(demo.dir.startsWith(join(parent, 'pgwarden-demo-'))).toBe(true);
@@ -144,7 +150,7 @@ describe('pgwarden demo', () => {
 
   it('shows the bloated table: dead tuples kept by the idle transaction, autovacuum off', async () => {
     const table = await waitFor('demo_bloated with its dead tuples counted', async () => {
-      const snapshot = await probeOnce(tablesProbe, demo.dsns.primary);
+      const snapshot = await probeOnce(tablesProbe, demo.dsns.primary, { node: primaryNode });
       const found = snapshot.tables.find((t) => t.name === 'demo_bloated');
       return found !== undefined && (found.deadTuples ?? 0) >= 200_000 ? found : undefined;
     });
@@ -155,7 +161,7 @@ describe('pgwarden demo', () => {
 
   it('shows a lock chain: a session blocked by a session that is itself blocked', async () => {
     const snapshot = await waitFor('the lock chain', async () => {
-      const locks = await probeOnce(locksProbe, demo.dsns.primary);
+      const locks = await probeOnce(locksProbe, demo.dsns.primary, { node: primaryNode });
       return chainIn(locks);
     });
     expect(snapshot.holder.waitingBehind).toBe(2);
@@ -167,7 +173,7 @@ describe('pgwarden demo', () => {
 
   it('shows the idle transaction and the slow query in activity, and the slow query in statements', async () => {
     const sessions = await waitFor('the idle transaction and the slow query', async () => {
-      const { sessions: all } = await probeOnce(activityProbe, demo.dsns.primary);
+      const { sessions: all } = await probeOnce(activityProbe, demo.dsns.primary, { node: primaryNode });
       const idle = all.find((s) => s.application === demoApplications.idleInTransaction && s.state === 'idle in transaction');
       const slow = all.find((s) => s.application === demoApplications.slowQuery && s.state === 'active');
       return idle !== undefined && slow !== undefined ? { idle, slow } : undefined;
@@ -176,7 +182,7 @@ describe('pgwarden demo', () => {
     expect(sessions.slow).toMatchObject({ waitEvent: 'PgSleep', query: 'select pg_sleep(1.5)' });
 
     const slow = await waitFor('pg_sleep(1.5) in pg_stat_statements', async () => {
-      const { statements } = await probeOnce(statementsProbe, demo.dsns.primary);
+      const { statements } = await probeOnce(statementsProbe, demo.dsns.primary, { node: primaryNode });
       return statements.find((s) => s.query === 'select pg_sleep($1)' && s.calls >= 1);
     });
     expect(slow.meanExecMs).toBeGreaterThanOrEqual(1400);
@@ -186,7 +192,7 @@ describe('pgwarden demo', () => {
     // Each poll diffs against the previous one, as the console's refresh does.
     let previous: { snapshot: DatabasesSnapshot; at: Date } | undefined;
     const rate = await waitFor('a commit rate on database demo', async () => {
-      const snapshot = await probeOnce(databasesProbe, demo.dsns.primary, previous === undefined ? {} : { previous });
+      const snapshot = await probeOnce(databasesProbe, demo.dsns.primary, previous === undefined ? { node: primaryNode } : { node: primaryNode, previous });
       previous = { snapshot, at: new Date() };
       const commits = snapshot.databases.find((d) => d.name === 'demo')?.commitsPerSecond ?? 0;
       return commits > 1 ? commits : undefined;
@@ -194,7 +200,7 @@ describe('pgwarden demo', () => {
     expect(rate).toBeGreaterThan(1);
 
     const standby = await waitFor('the standby streaming through its slot, with replay lag', async () => {
-      const snapshot = await probeOnce(replicationProbe, demo.dsns.primary);
+      const snapshot = await probeOnce(replicationProbe, demo.dsns.primary, { node: primaryNode });
       if (snapshot.role !== 'primary') throw new Error(`primary reports role ${snapshot.role}`);
       const slot = snapshot.slots.find((s) => s.name === 'demo_standby');
       const found = snapshot.standbys.find((s) => s.application === 'standby');
@@ -202,16 +208,16 @@ describe('pgwarden demo', () => {
     });
     expect(standby.replayBytes).not.toBeNull();
 
-    const fromStandby = await probeOnce(replicationProbe, demo.dsns.standby);
+    const fromStandby = await probeOnce(replicationProbe, demo.dsns.standby, { node: standbyNode });
     expect(fromStandby.role).toBe('standby');
     if (fromStandby.role === 'standby') expect(fromStandby.receiver).toMatchObject({ status: 'streaming', slotName: 'demo_standby' });
-    expect((await probeOnce(serverProbe, demo.dsns.standby)).role).toBe('standby');
+    expect((await probeOnce(serverProbe, demo.dsns.standby, { node: standbyNode })).role).toBe('standby');
     expect(await sql(demo.dsns.standby, "select current_setting('recovery_min_apply_delay') as delay")).toEqual([{ delay: '3s' }]);
   });
 
   it('runs queries through PgBouncer, which answers SHOW POOLS', async () => {
     const pool = await waitFor('the demo pool with its client', async () => {
-      const snapshot = await probeOnce(pgbouncerProbe, demo.dsns.primary, { pgbouncerDsn: demo.dsns.pgbouncerAdmin ?? 'no pgbouncer' });
+      const snapshot = await probeOnce(pgbouncerProbe, demo.dsns.primary, { node: primaryNode, pgbouncerDsn: demo.dsns.pgbouncerAdmin ?? 'no pgbouncer' });
       const client = snapshot.clients.find((c) => c.applicationName === demoApplications.pooled);
       return client === undefined ? undefined : snapshot.pools.find((p) => p.database === 'demo' && p.user === 'postgres');
     });
@@ -220,13 +226,13 @@ describe('pgwarden demo', () => {
   });
 
   it('re-creates the lock chain and the idle transaction after the console terminates them', async () => {
-    const before = await waitFor('the lock chain', async () => chainIn(await probeOnce(locksProbe, demo.dsns.primary)));
+    const before = await waitFor('the lock chain', async () => chainIn(await probeOnce(locksProbe, demo.dsns.primary, { node: primaryNode })));
     const idleBefore = (await sql(demo.dsns.primary, 'select pid from pg_stat_activity where application_name = $1', [demoApplications.idleInTransaction]))[0]?.['pid'];
     expect(typeof idleBefore).toBe('number');
     await sql(demo.dsns.primary, 'select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [[before.holder.pid, idleBefore]]);
 
     const after = await waitFor('a new lock chain', async () => {
-      const chain = chainIn(await probeOnce(locksProbe, demo.dsns.primary));
+      const chain = chainIn(await probeOnce(locksProbe, demo.dsns.primary, { node: primaryNode }));
       return chain !== undefined && chain.holder.pid !== before.holder.pid ? chain : undefined;
     });
     expect(after.behind.blockedBy).toEqual([after.waiter.pid]);
@@ -234,6 +240,11 @@ describe('pgwarden demo', () => {
       const rows = await sql(demo.dsns.primary, "select pid from pg_stat_activity where application_name = $1 and state = 'idle in transaction'", [demoApplications.idleInTransaction]);
       return rows.length === 1 && rows[0]?.['pid'] !== idleBefore;
     });
+
+    // Their replacements began after the delete, so the horizon moved past it: VACUUM can now remove the dead rows.
+    await sql(demo.dsns.primary, 'vacuum demo_bloated');
+    const vacuumed = (await probeOnce(tablesProbe, demo.dsns.primary, { node: primaryNode })).tables.find((t) => t.name === 'demo_bloated');
+    expect(vacuumed?.deadTuples).toBe(0);
   });
 
   it('stops everything and removes its directory; a forced stop overtakes a graceful one', { timeout: DEMO_TIMEOUT }, async () => {
