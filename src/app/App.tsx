@@ -2,7 +2,7 @@
  * The console's root: one reducer for the UI state, one subscription to the runner (one render
  * per refresh), one keypress dispatcher in which open dialogs shadow the views.
  */
-import { Box, Text, useInput } from 'ink';
+import { Box, Text, useInput, type Key } from 'ink';
 import { useEffect, useMemo, useReducer, useRef, useState } from 'react';
 import type { Command } from '../keymap.js';
 import { commandFor, scopesFor } from '../keymap.js';
@@ -50,12 +50,20 @@ function isPlainChunk(input: string, key: { readonly ctrl: boolean; readonly met
   return input.length > 1 && !key.ctrl && !key.meta && !key.escape && !input.includes('\u001b');
 }
 
-/** One character of a typed-ahead chunk as a key name. */
-function charKey(char: string): string | undefined {
-  if (char === '\r' || char === '\n') return 'enter';
-  if (char === '\t') return 'tab';
-  if (char === ' ') return 'space';
-  return char.charCodeAt(0) < 32 ? undefined : char;
+/** A keypress waiting its turn. */
+interface TypedKey {
+  readonly input: string;
+  readonly key: Key;
+}
+
+/** Ink's report for one plain character of a typed-ahead chunk (Enter and Tab included). */
+function plainKey(char: string): Key {
+  const none: Key = {
+    upArrow: false, downArrow: false, leftArrow: false, rightArrow: false, pageDown: false, pageUp: false, home: false, end: false,
+    return: false, escape: false, ctrl: false, shift: false, tab: false, backspace: false, delete: false, meta: false,
+    super: false, hyper: false, capsLock: false, numLock: false,
+  };
+  return { ...none, return: char === '\r' || char === '\n', tab: char === '\t' };
 }
 
 /** The selection a row designates, from the screen when it says, else from the row's shape. */
@@ -86,7 +94,7 @@ export function App(props: AppProps): React.ReactElement {
   const [progress, setProgress] = useState<ReadonlyMap<string, ActionProgress>>(new Map());
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
   const clock = useRef(now());
-  const typedAhead = useRef<string[]>([]);
+  const typedAhead = useRef<TypedKey[]>([]);
   const [, setKeyTick] = useState(0);
 
   // One state update per refresh: React batches the three setters into a single render.
@@ -210,7 +218,7 @@ export function App(props: AppProps): React.ReactElement {
     }
   };
 
-  const onDialogKey = (input: string, key: Parameters<Parameters<typeof useInput>[0]>[1]): void => {
+  const onDialogKey = (input: string, key: Key): void => {
     const name = keyName(input, key);
     const modal = ui.modal;
     if (modal.kind === 'palette' || modal.kind === 'filter') {
@@ -278,27 +286,34 @@ export function App(props: AppProps): React.ReactElement {
     }
   };
 
-  useInput((input, key) => {
-    if (ui.modal.kind !== 'none') {
-      // Ctrl-C always quits, whatever is open.
-      if (key.ctrl && input === 'c') props.onQuit();
-      else onDialogKey(input, key);
+  // Ink re-subscribes the input handler after each render; keys typed before that would reach a
+  // handler holding the previous state. Route every key through a ref to the latest handler.
+  const onKey = useRef<(input: string, key: Key) => void>(() => undefined);
+  useInput((input, key) => onKey.current(input, key));
+  onKey.current = (input, key) => {
+    // Ctrl-C always quits, whatever is open or queued.
+    if (key.ctrl && input === 'c') {
+      props.onQuit();
       return;
     }
-    // Over a slow link several keystrokes arrive in one read ("2jj"): queue them, and take one per
-    // render so that each sees the state the previous one left (the view, its rows).
-    const names = isPlainChunk(input, key) ? Array.from(input, charKey) : [keyName(input, key)];
-    typedAhead.current.push(...names.filter((name): name is string => name !== undefined));
+    // Over a slow link several keystrokes arrive in one read (":locks⏎", "2jj"): queue them, and
+    // take one per render so that each sees the state the previous one left (the view, its rows,
+    // the prompt it opened).
+    const keys: TypedKey[] = isPlainChunk(input, key) ? Array.from(input, (char) => ({ input: char, key: plainKey(char) })) : [{ input, key }];
+    typedAhead.current.push(...keys);
     setKeyTick((tick) => tick + 1);
-  });
+  };
 
   // Runs after every render on purpose: it drains the typed-ahead queue one key per render.
   // eslint-disable-next-line react-hooks/exhaustive-deps
   useEffect(() => {
-    const name = typedAhead.current.shift();
-    if (name === undefined) return;
-    if (ui.modal.kind === 'none') {
-      const command = commandFor(name, scopesFor(ui.view, false), props.commands);
+    const next = typedAhead.current.shift();
+    if (next === undefined) return;
+    if (ui.modal.kind !== 'none') {
+      onDialogKey(next.input, next.key);
+    } else {
+      const name = keyName(next.input, next.key);
+      const command = name === undefined ? undefined : commandFor(name, scopesFor(ui.view, false), props.commands);
       if (command !== undefined) runCommand(command);
     }
     if (typedAhead.current.length > 0) setKeyTick((tick) => tick + 1);

@@ -32,9 +32,10 @@ describe('probes that derive from activity', () => {
     const mine = (s: ConnectionsSnapshot): unknown => s.byApplication.entries.find((e) => e.name === app);
     expect(mine(derived.snapshot)).toEqual({ name: app, count: 4, pgwarden: 0 });
     expect(mine(scanned.snapshot)).toEqual(mine(derived.snapshot));
-    // The pool behind `node` holds pgwarden sessions: both ways count them.
+    // The pool behind `node` holds pgwarden sessions: both ways count them (other test files'
+    // pgwarden sessions come and go between the two reads, so only their presence is compared).
     expect(derived.snapshot.pgwardenSessions).toBeGreaterThan(0);
-    expect(derived.snapshot.pgwardenSessions).toBe(scanned.snapshot.pgwardenSessions);
+    expect(scanned.snapshot.pgwardenSessions).toBeGreaterThan(0);
     expect(derived.snapshot.maxConnections).toBe(scanned.snapshot.maxConnections);
     await idle.query('rollback');
   });
@@ -57,9 +58,11 @@ describe('probes that derive from activity', () => {
     const runner = new ProbeRunner([activityProbe, connectionsProbe, locksProbe] as AnyProbe[], { server: nodeFor(dsn), pgbouncer: undefined }, { refreshMs: 500, timeoutMs: 5000 });
     const locks = await waitFor('the lock wait to show', async () => {
       const result = (await runner.refresh(['activity', 'connections', 'locks'])).get('locks');
-      return result?.status === 'ok' && (result.snapshot as { waiters: unknown[] }).waiters.length > 0 ? result.snapshot : undefined;
+      // Other test files make lock waits of their own at the same time: look for ours.
+      const mine = result?.status === 'ok' && (result.snapshot as { waiters: { application: string }[] }).waiters.some((w) => w.application === 'derived-waiter');
+      return mine ? result.snapshot : undefined;
     });
-    expect(locks).toMatchObject({ waiters: [expect.objectContaining({ application: 'derived-waiter' })] });
+    expect(locks).toMatchObject({ waiters: expect.arrayContaining([expect.objectContaining({ application: 'derived-waiter' })]) as unknown });
     await holder.query('rollback');
     await waiting;
     await holder.query(`drop table ${table}`);
