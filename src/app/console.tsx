@@ -69,7 +69,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   }
   const monitor = await createMonitor(options);
   const theme = themeFromEnvironment(process.env, { ascii: options.ascii });
-  const commands = effectiveCommands({ readOnly: options.readOnly });
+  const commands = effectiveCommands({ readOnly: options.readOnly, remap: options.config.keys });
 
   let restored = false;
   const restore = (): void => {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import envPaths from 'env-paths';
 import { UserError, messageOf } from '../errors.js';
 import { resolveConnection } from './conninfo.js';
+import { commands } from '../keymap.js';
 import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
 
 export const defaultRefreshMs = 2000;
@@ -132,10 +133,32 @@ function parseProbes(v: Validator, value: Json | undefined, knownProbes: readonl
   return out;
 }
 
+function parseKeys(v: Validator, value: Json | undefined): Record<string, readonly string[]> {
+  const out: Record<string, readonly string[]> = {};
+  if (value === undefined) return out;
+  const raw = v.object(value, 'keys', commands.map((command) => command.id));
+  for (const [id, keysValue] of Object.entries(raw)) {
+    const keys = v.array(keysValue, `keys.${id}`).map((key, index) => v.string(key, `keys.${id}[${index}]`, 'ctrl+k'));
+    if (keys.length === 0) v.fail(`keys.${id}`, 'no key given', 'list at least one key, e.g. ["X"]');
+    out[id] = keys;
+  }
+  // A remapped key must not take one that another command of the same scope still uses.
+  const effective = commands.map((command) => ({ ...command, keys: out[command.id] ?? command.keys }));
+  for (const command of effective) {
+    for (const key of command.keys) {
+      const other = effective.find((candidate) => candidate !== command && candidate.scope === command.scope && candidate.keys.includes(key));
+      if (other !== undefined && out[command.id] !== undefined) {
+        v.fail(`keys.${command.id}`, `"${key}" is already bound to ${other.id} in the same scope`, `choose another key, or remap ${other.id} too`);
+      }
+    }
+  }
+  return out;
+}
+
 /** Validates parsed JSON as a pgwarden config. `file` is used in every error message. */
 export function parseConfig(json: Json, file: string, knownProbes: readonly string[]): Config {
   const v = new Validator(file);
-  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes']);
+  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes', 'keys', 'audit_log']);
   const names = new Set<string>();
   const clusters = raw['clusters'] === undefined
     ? []
@@ -149,6 +172,8 @@ export function parseConfig(json: Json, file: string, knownProbes: readonly stri
       : v.integer(raw['statement_timeout_ms'], 'statement_timeout_ms', 100, 600_000),
     lockTimeoutMs: raw['lock_timeout_ms'] === undefined ? defaultLockTimeoutMs : v.integer(raw['lock_timeout_ms'], 'lock_timeout_ms', 10, 600_000),
     probes: parseProbes(v, raw['probes'], knownProbes),
+    keys: parseKeys(v, raw['keys']),
+    auditLog: raw['audit_log'] === undefined ? undefined : v.string(raw['audit_log'], 'audit_log', '/var/log/pgwarden/audit.log'),
   };
 }
 

@@ -47,4 +47,8 @@ export interface Config {
   /** lock_timeout for every probe query. */
   readonly lockTimeoutMs: number;
   readonly probes: Readonly<Record<string, ProbeSettings>>;
+  /** Remapped keys: command id → keys (src/keymap.ts names). */
+  readonly keys: Readonly<Record<string, readonly string[]>>;
+  /** Where console actions are logged; undefined means the default location. */
+  readonly auditLog: string | undefined;
 }

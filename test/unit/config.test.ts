@@ -69,6 +69,17 @@ describe('parseConfig', () => {
     expect(error.hint).toBeTruthy();
   });
 
+  it('remaps keys, refusing unknown commands and clashes within a scope', () => {
+    const config = parseConfig({ keys: { quit: ['Q'], 'session.terminate': ['X'] }, audit_log: '/tmp/audit.log' }, 'k.json', probes);
+    expect(config.keys).toEqual({ quit: ['Q'], 'session.terminate': ['X'] });
+    expect(config.auditLog).toBe('/tmp/audit.log');
+    expect(errorOf(() => parseConfig({ keys: { qiut: ['Q'] } }, 'k.json', probes)).message).toBe('k.json: keys.qiut: unknown key');
+    const clash = errorOf(() => parseConfig({ keys: { quit: ['p'] } }, 'k.json', probes));
+    expect(clash.message).toBe('k.json: keys.quit: "p" is already bound to pause in the same scope');
+    expect(clash.hint).toContain('remap pause too');
+    expect(errorOf(() => parseConfig({ keys: { quit: [] } }, 'k.json', probes)).message).toBe('k.json: keys.quit: no key given');
+  });
+
   it('suggests the right spelling of a misspelt key', () => {
     const error = errorOf(() => parseConfig({ refreshMs: 1000 }, 'c.json', probes));
     expect(error.message).toBe('c.json: (top level).refreshMs: unknown key');
