@@ -19,6 +19,7 @@ import { ConfirmDialog, ProgressDialog } from '../components/ConfirmDialog.js';
 import { DetailPane } from '../components/DetailPane.js';
 import { FilterPrompt, PalettePrompt } from '../components/Prompts.js';
 import { HelpOverlay } from '../components/HelpOverlay.js';
+import { Line } from '../components/Styled.js';
 import { detailFor } from './detail.js';
 import { emptyHistory, recordHistory } from './history.js';
 import { keyName, typedText } from './keys.js';
@@ -48,6 +49,14 @@ const toastMs = 4000;
 /** Several ordinary characters delivered together (typed ahead), not one special key. */
 function isPlainChunk(input: string, key: { readonly ctrl: boolean; readonly meta: boolean; readonly escape: boolean }): boolean {
   return input.length > 1 && !key.ctrl && !key.meta && !key.escape && !input.includes('\u001b');
+}
+
+/** The connection failure behind this refresh's results, or null when the server answers. */
+function connectionLost(results: Results): string | null {
+  const activity = results.get('activity') ?? results.get('server');
+  if (activity?.status !== 'error') return null;
+  const sqlstate = activity.error.sqlstate;
+  return sqlstate === undefined || sqlstate.startsWith('08') || sqlstate.startsWith('57P') ? activity.error.message : null;
 }
 
 /** A keypress waiting its turn. */
@@ -103,7 +112,8 @@ export function App(props: AppProps): React.ReactElement {
       monitor.subscribe((fresh) => {
         setResults(fresh);
         setHistory((previous) => recordHistory(previous, fresh));
-        setLastRefresh(now());
+        // "refreshed N s ago" speaks of data: a refresh in which every probe failed does not count.
+        if ([...fresh.values()].some((result) => result.status === 'ok')) setLastRefresh(now());
       }),
     // The monitor is fixed for the life of the app.
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -123,7 +133,8 @@ export function App(props: AppProps): React.ReactElement {
   const width = Math.max(20, props.columns);
   // Never as tall as the terminal: Ink would clear the screen on every frame.
   const height = Math.max(8, props.rows - 1);
-  const bodyHeight = height - 3;
+  const lost = connectionLost(results);
+  const bodyHeight = height - 3 - (lost === null ? 0 : 1);
   const choices = monitor.choices[ui.target.cluster] ?? [];
   const choice = choices[ui.target.node];
   const target = choice === undefined ? '' : `${choice.cluster} / ${choice.node} (${choice.label})`;
@@ -368,6 +379,11 @@ export function App(props: AppProps): React.ReactElement {
       <Box flexDirection="column" height={bodyHeight} overflow="hidden">
         {body}
       </Box>
+      {lost === null ? null : (
+        <Line color={theme.color.critical}>
+          {`connection lost: ${lost} — retrying on its own${lastRefresh === null ? '' : `; data from ${lastRefresh.toISOString().slice(11, 19)} shown as stale`}`}
+        </Line>
+      )}
       <Toasts toasts={ui.toasts} width={width} theme={theme} />
       {prompt ?? <Footer commands={props.commands} scopes={scopesFor(ui.view, modal.kind !== 'none')} width={width} theme={theme} />}
     </Box>

@@ -200,6 +200,17 @@ describe('console shell', () => {
     expect(frame()).toContain('prod / db2');
   });
 
+  it('says when the connection is lost, keeps the stale data, and clears it once the server answers', async () => {
+    const monitor = new FixtureMonitor(resultsIn('ok'));
+    const { frame } = start(monitor);
+    monitor.push(resultsIn('ok'));
+    await vi.waitFor(() => expect(frame()).toContain('primary'));
+    monitor.push(resultsIn('error'));
+    await vi.waitFor(() => expect(frame()).toContain('connection lost: connection lost: server closed the connection unexpectedly — retrying on its own'));
+    monitor.push(resultsIn('ok'));
+    await vi.waitFor(() => expect(frame()).not.toContain('connection lost'));
+  });
+
   it('quits on q', async () => {
     const { press, onQuit } = start(new FixtureMonitor(resultsIn('ok')));
     await press('q');
