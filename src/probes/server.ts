@@ -1,4 +1,5 @@
 /** The server itself: version, uptime, role, timeline, key settings, checksums, pending restarts. */
+import type { Row } from '../db/types.js';
 import type { Probe } from './types.js';
 import { boolean, dateOrNull, number, numberOrNull, rowsOf, string, stringOrNull } from './values.js';
 
@@ -31,7 +32,12 @@ export interface ServerSnapshot {
   readonly settings: readonly ServerSetting[];
   /** Settings changed in the config files that take effect only after a restart. */
   readonly pendingRestart: readonly string[];
+  /** When the settings were read: pg_settings is costly to scan, so it is read once a minute. */
+  readonly settingsAt: Date;
 }
+
+/** How long the settings read from pg_settings are reused. */
+export const settingsCadenceMs = 60_000;
 
 /** Settings a DBA reads first, shown on the overview and used by the checks. */
 export const keySettings = [
@@ -49,7 +55,7 @@ export const serverProbe: Probe<ServerSnapshot> = {
   target: 'server',
   cadenceMs: 10_000,
   minServerVersion: 100000,
-  queries: () => ({
+  queries: (_server, previous) => ({
     server: {
       text: `select current_setting('server_version') as version,
                     current_setting('server_version_num')::int as version_num,
@@ -65,14 +71,22 @@ export const serverProbe: Probe<ServerSnapshot> = {
                     current_setting('superuser_reserved_connections')::int
                       + coalesce(current_setting('reserved_connections', true)::int, 0) as reserved_connections`,
     },
-    settings: {
-      text: `select name, setting, unit, source, pending_restart from pg_settings where name = any($1) or pending_restart order by name`,
-      values: [[...keySettings]],
-    },
+    ...(previous !== undefined && Date.now() - previous.snapshot.settingsAt.getTime() < settingsCadenceMs
+      ? {}
+      : {
+          settings: {
+            text: `select name, setting, unit, source, pending_restart from pg_settings where name = any($1) or pending_restart order by name`,
+            values: [[...keySettings]],
+          },
+        }),
   }),
-  parse(rows) {
+  parse(rows, context) {
     const row = rowsOf(rows, 'server')[0];
     if (row === undefined) throw new Error('server probe returned no row');
+    const previous = context.previous;
+    if (rows['settings'] === undefined && previous !== undefined) {
+      return { ...parseServerRow(row), settings: previous.settings, pendingRestart: previous.pendingRestart, settingsAt: previous.settingsAt };
+    }
     const settings = rowsOf(rows, 'settings').map((setting) => ({
       name: string(setting, 'name'),
       setting: string(setting, 'source') === 'client' ? null : string(setting, 'setting'),
@@ -81,18 +95,27 @@ export const serverProbe: Probe<ServerSnapshot> = {
       pendingRestart: boolean(setting, 'pending_restart'),
     }));
     return {
-      version: string(row, 'version'),
-      versionNum: number(row, 'version_num'),
-      systemIdentifier: string(row, 'system_identifier'),
-      startedAt: dateOrNull(row, 'started_at') ?? new Date(0),
-      uptimeSeconds: number(row, 'uptime_seconds'),
-      role: boolean(row, 'in_recovery') ? 'standby' : 'primary',
-      timeline: numberOrNull(row, 'timeline'),
-      dataChecksums: boolean(row, 'data_checksums'),
-      maxConnections: number(row, 'max_connections'),
-      reservedConnections: number(row, 'reserved_connections'),
+      ...parseServerRow(row),
       settings: settings.filter((setting) => (keySettings as readonly string[]).includes(setting.name)),
       pendingRestart: settings.filter((setting) => setting.pendingRestart).map((setting) => setting.name),
+      settingsAt: context.now,
     };
   },
 };
+
+type ServerRow = Omit<ServerSnapshot, 'settings' | 'pendingRestart' | 'settingsAt'>;
+
+function parseServerRow(row: Row): ServerRow {
+  return {
+    version: string(row, 'version'),
+    versionNum: number(row, 'version_num'),
+    systemIdentifier: string(row, 'system_identifier'),
+    startedAt: dateOrNull(row, 'started_at') ?? new Date(0),
+    uptimeSeconds: number(row, 'uptime_seconds'),
+    role: boolean(row, 'in_recovery') ? 'standby' : 'primary',
+    timeline: numberOrNull(row, 'timeline'),
+    dataChecksums: boolean(row, 'data_checksums'),
+    maxConnections: number(row, 'max_connections'),
+    reservedConnections: number(row, 'reserved_connections'),
+  };
+}

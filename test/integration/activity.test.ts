@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { activityProbe } from '../../src/probes/activity.js';
 import { serverProbe } from '../../src/probes/server.js';
-import { closeNodes, probeOnce } from '../support/probe.js';
+import { closeNodes, probeOnce, probeResult } from '../support/probe.js';
 
 const dsn = process.env['PGWARDEN_TEST_DSN'] ?? 'postgresql://postgres@127.0.0.1:5432/test';
 const clients: pg.Client[] = [];
@@ -62,5 +62,16 @@ describe('server probe', () => {
     expect(snapshot.maxConnections).toBeGreaterThan(0);
     expect(snapshot.settings.find((s) => s.name === 'shared_buffers')?.unit).toBe('8kB');
     expect(snapshot.uptimeSeconds).toBeGreaterThan(0);
+  });
+
+  it('reads pg_settings at most once a minute and carries the settings forward', async () => {
+    const first = await probeResult(serverProbe, dsn);
+    if (first.status !== 'ok') throw new Error(JSON.stringify(first));
+    expect(Object.keys(serverProbe.queries(undefined, { snapshot: first.snapshot, at: first.at }))).toEqual(['server']);
+    const second = await probeOnce(serverProbe, dsn, { previous: { snapshot: first.snapshot, at: first.at } });
+    expect(second.settingsAt).toEqual(first.snapshot.settingsAt);
+    expect(second.settings).toEqual(first.snapshot.settings);
+    const stale = { ...first.snapshot, settingsAt: new Date(Date.now() - 61_000) };
+    expect(Object.keys(serverProbe.queries(undefined, { snapshot: stale, at: first.at }))).toEqual(['server', 'settings']);
   });
 });
