@@ -1,12 +1,11 @@
 /** Activity: every session, the longest-running first, with idle-in-transaction and long queries toned. */
 import type { ReactElement } from 'react';
 import { ProbeStatus, snapshotOf } from '../components/ProbeStatus.js';
-import { Table } from '../components/Table.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import { formatCount } from '../format/units.js';
 import type { Session } from '../probes/activity.js';
 import { resultOf } from '../probes/index.js';
-import { age, effectiveSort, listModel, memoModel, PartsLine, ScreenFrame, selectedIndexOf, shortState, statusHeight, type Part, type Tone } from './common.js';
+import { age, listModel, memoModel, PartsLine, ScreenFrame, selectedIndexOf, shortState, statusHeight, type Part, type Tone, ModelTable } from './common.js';
 import type { ListModel, ScreenModule, ScreenProps, Selection } from './types.js';
 
 /** Idle in transaction (time in that state): warning, then critical (DESIGN.md §5). */
@@ -135,15 +134,11 @@ function ActivityScreen(props: ScreenProps): ReactElement {
       {data === undefined ? null : (
         <>
           <PartsLine parts={summary(data.snapshot.sessions, model.rows.length, props)} width={width} theme={theme} />
-          <Table
-            columns={model.columns}
-            rows={model.rows}
-            rowKey={model.rowKey}
-            selectedIndex={selectedIndexOf(model.rows, model.rowKey, viewState)}
+          <ModelTable
+            model={model}
+            viewState={viewState}
             height={height - status - 1}
             width={width}
-            scrollX={viewState.scrollX}
-            sort={effectiveSort(viewState, model.defaultSort)}
             tagged={tagged}
             emptyText={viewState.filter === null ? 'no session' : 'no session matches the filter'}
             theme={theme}

@@ -3,7 +3,6 @@ import type { ReactElement } from 'react';
 import type { Filter } from '../app/state.js';
 import { matchesFilter } from '../app/state.js';
 import { ProbeStatus, snapshotOf } from '../components/ProbeStatus.js';
-import { Table } from '../components/Table.js';
 import { sortRows } from '../components/table-sort.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import type { Theme } from '../components/theme.js';
@@ -11,7 +10,7 @@ import { displayWidth } from '../format/text-table.js';
 import { formatDuration } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
 import { buildLockTree, type LockTreeNode, type LockWaiter, type LocksSnapshot, type RootBlocker } from '../probes/locks.js';
-import { effectiveSort, memoModel, PartsLine, ScreenFrame, selectedIndexOf, shortState, statusHeight, type Part, type Tone } from './common.js';
+import { effectiveSort, memoModel, PartsLine, ScreenFrame, selectedIndexOf, shortState, statusHeight, type Part, type Tone, ModelTable } from './common.js';
 import type { ListModel, ScreenModule, ScreenProps, Selection } from './types.js';
 
 /** Lock waits: warning after a minute, critical after five (DESIGN.md §5). */
@@ -203,15 +202,11 @@ function LocksScreen(props: ScreenProps): ReactElement {
       ) : (
         <>
           <PartsLine parts={summary(data.snapshot, props, model.rows.length)} width={width} theme={theme} />
-          <Table
-            columns={model.columns}
-            rows={model.rows}
-            rowKey={model.rowKey}
-            selectedIndex={selectedIndexOf(model.rows, model.rowKey, viewState)}
+          <ModelTable
+            model={model}
+            viewState={viewState}
             height={height - status - 1}
             width={width}
-            scrollX={viewState.scrollX}
-            sort={effectiveSort(viewState, model.defaultSort)}
             emptyText="no lock wait matches the filter"
             theme={theme}
           />

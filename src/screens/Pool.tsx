@@ -2,7 +2,6 @@
 import { Box } from 'ink';
 import type { ReactElement } from 'react';
 import { ProbeStatus, snapshotOf } from '../components/ProbeStatus.js';
-import { Table } from '../components/Table.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import type { Theme } from '../components/theme.js';
 import { fit } from '../format/text-table.js';
@@ -11,7 +10,7 @@ import type { Breakdown, ConnectionsSnapshot } from '../probes/connections.js';
 import { resultOf } from '../probes/index.js';
 import type { PgBouncerPool, PgBouncerSnapshot } from '../probes/pgbouncer.js';
 import type { ProbeResult } from '../probes/types.js';
-import { bar, effectiveSort, listModel, memoModel, PartsLine, ScreenFrame, selectedIndexOf, statusHeight, TextLine, type Part, type Tone } from './common.js';
+import { bar, listModel, memoModel, PartsLine, ScreenFrame, statusHeight, TextLine, type Part, type Tone, ModelTable } from './common.js';
 import type { ListModel, ScreenModule, ScreenProps } from './types.js';
 
 /** Connection saturation: warning at 80 %, critical at 90 % or fewer than 5 slots left (DESIGN.md §5). */
@@ -178,15 +177,11 @@ function PgBouncerSection({ props, result, height }: { readonly props: ScreenPro
       {data === undefined || height - status < 2 ? null : (
         <>
           <PartsLine parts={pgbouncerSummary(data.snapshot)} width={width} theme={theme} />
-          <Table
-            columns={model.columns}
-            rows={model.rows}
-            rowKey={model.rowKey}
-            selectedIndex={selectedIndexOf(model.rows, model.rowKey, viewState)}
+          <ModelTable
+            model={model}
+            viewState={viewState}
             height={height - status - 1}
             width={width}
-            scrollX={viewState.scrollX}
-            sort={effectiveSort(viewState, model.defaultSort)}
             emptyText={viewState.filter === null ? 'no pool' : 'no pool matches the filter'}
             theme={theme}
           />

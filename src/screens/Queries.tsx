@@ -4,12 +4,11 @@
  */
 import type { ReactElement } from 'react';
 import { ProbeStatus, snapshotOf } from '../components/ProbeStatus.js';
-import { Table } from '../components/Table.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import { formatCount, formatDuration, formatPercent, formatRate } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
 import type { Statement, StatementsSnapshot } from '../probes/statements.js';
-import { effectiveSort, formatMillis, listModel, memoModel, PartsLine, ScreenFrame, selectedIndexOf, statusHeight, type Part, type Tone } from './common.js';
+import { formatMillis, listModel, memoModel, PartsLine, ScreenFrame, statusHeight, type Part, type Tone, ModelTable } from './common.js';
 import type { ListModel, ScreenModule, ScreenProps, Selection } from './types.js';
 
 /** Slow queries: mean ≥ 100 ms is a warning, ≥ 1 s critical (DESIGN.md §5; the baseline part is the alert's). */
@@ -134,15 +133,11 @@ function QueriesScreen(props: ScreenProps): ReactElement {
         <>
           <PartsLine parts={summary(data.snapshot, props, model.rows.length)} width={width} theme={theme} />
           {banner === null ? null : <PartsLine parts={[banner]} width={width} theme={theme} />}
-          <Table
-            columns={model.columns}
-            rows={model.rows}
-            rowKey={model.rowKey}
-            selectedIndex={selectedIndexOf(model.rows, model.rowKey, viewState)}
+          <ModelTable
+            model={model}
+            viewState={viewState}
             height={height - top}
             width={width}
-            scrollX={viewState.scrollX}
-            sort={effectiveSort(viewState, model.defaultSort)}
             emptyText={viewState.filter === null ? 'no statement recorded yet' : 'no statement matches the filter'}
             theme={theme}
           />

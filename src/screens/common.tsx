@@ -300,3 +300,31 @@ export function placeholderScreen(text: PlaceholderText): (props: ScreenProps) =
     );
   };
 }
+
+/** A list model drawn as a Table, with the selection, scroll and sort of its view. */
+export function ModelTable<R>(props: {
+  readonly model: ListModel<R>;
+  readonly viewState: ViewState;
+  readonly height: number;
+  readonly width: number;
+  readonly theme: Theme;
+  readonly emptyText: string;
+  readonly tagged?: ReadonlySet<string>;
+}): ReactElement {
+  const { model, viewState } = props;
+  return (
+    <Table
+      columns={model.columns}
+      rows={model.rows}
+      rowKey={model.rowKey}
+      selectedIndex={selectedIndexOf(model.rows, model.rowKey, viewState)}
+      height={props.height}
+      width={props.width}
+      scrollX={viewState.scrollX}
+      sort={effectiveSort(viewState, model.defaultSort)}
+      emptyText={props.emptyText}
+      theme={props.theme}
+      {...(props.tagged === undefined ? {} : { tagged: props.tagged })}
+    />
+  );
+}
