@@ -9,12 +9,15 @@ import { isUserError, messageOf } from './errors.js';
 import { probeIds } from './probes/index.js';
 import { show, type CommandOutput } from './cli/show.js';
 import { describeConfig } from './cli/config-command.js';
+import { alertsCheck } from './cli/alerts-check.js';
 
 const help = `
   Usage
     $ pgwarden [options]                 open the console (keys: docs/keybindings.md, ? inside)
     $ pgwarden show <probe|all> [--json] print one snapshot: ${probeIds.join(', ')}
     $ pgwarden config                    print the effective configuration (passwords hidden)
+    $ pgwarden alerts check [--checks IDS] [--json]
+                                         evaluate every check once; Nagios exit codes (docs/alerts-check.md)
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
 
   Options
@@ -23,6 +26,7 @@ const help = `
     --cluster NAME    the configured cluster to use (default: the first)
     --node NAME       the node of that cluster (default: the first)
     --json            machine-readable output (docs/json.md)
+    --checks IDS      alerts check: only these check ids, comma-separated (docs/alerts.md)
     --read-only       the console offers no action that changes the database
     --ascii           ASCII symbols and borders (also when the locale is not UTF-8); NO_COLOR=1 drops colour
     --audit-log FILE  where console actions are logged (default ~/.local/state/pgwarden/audit.log)
@@ -31,7 +35,8 @@ const help = `
   Connections follow libpq: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSSLMODE and ~/.pgpass.
   With no config and no --dsn, pgwarden connects as psql would.
 
-  Exit codes: 0 ok, 1 a probe or connection failed, 2 bad usage or config, 3 unsupported here.
+  Exit codes: 0 ok, 1 a probe or connection failed, 2 bad usage or config, 3 unsupported here;
+  alerts check uses the Nagios codes: 0 ok, 1 warning, 2 critical, 3 unknown.
 `;
 
 async function main(): Promise<CommandOutput> {
@@ -47,6 +52,7 @@ async function main(): Promise<CommandOutput> {
       readOnly: { type: 'boolean', default: false },
       ascii: { type: 'boolean', default: false },
       auditLog: { type: 'string' },
+      checks: { type: 'string' },
     },
   });
   const [command = 'console', ...rest] = cli.input;
@@ -62,6 +68,19 @@ async function main(): Promise<CommandOutput> {
       const { runConsole } = await import('./app/console.js');
       await runConsole({ config, readOnly: cli.flags.readOnly, ascii: cli.flags.ascii, cluster: cli.flags.cluster, node: cli.flags.node, auditPath: cli.flags.auditLog ?? config.auditLog });
       return { stdout: '', stderr: '', exitCode: 0 };
+    }
+    case 'alerts': {
+      if (rest[0] !== 'check') return { stdout: '', stderr: `pgwarden: unknown alerts command "${rest[0] ?? ''}" (known: check)\n`, exitCode: 2 };
+      const checks = cli.flags.checks?.split(',').map((id) => id.trim()).filter((id) => id !== '');
+      let config;
+      try {
+        config = loadConfig(loadOptions);
+      } catch (error) {
+        // A plugin that cannot run is UNKNOWN (3) for Nagios, not the usual exit 2.
+        if (!isUserError(error)) throw error;
+        return { stdout: `PGWARDEN UNKNOWN - ${redact(error.message)}\n`, stderr: error.hint === undefined ? '' : `  hint: ${error.hint}\n`, exitCode: 3 };
+      }
+      return alertsCheck(config, { json: cli.flags.json, cluster: cli.flags.cluster, node: cli.flags.node, ...(checks === undefined ? {} : { checks }) });
     }
     case 'config':
       return describeConfig(loadConfig(loadOptions));
