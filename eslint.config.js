@@ -17,7 +17,7 @@ const pgImports = {
 };
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bin/**', '.pgwarden-demo/**', 'bench/*.mjs'] },
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**', 'bin/**', '.pgwarden-demo/**', 'bench/*.mjs', 'scripts/*.mjs'] },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,
   {
