@@ -3,7 +3,7 @@
  * per refresh), one keypress dispatcher in which open dialogs shadow the views.
  */
 import { Box, Text, useInput, type Key } from 'ink';
-import { useEffect, useMemo, useReducer, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from 'react';
 import type { Command } from '../keymap.js';
 import { commandFor, scopesFor } from '../keymap.js';
 import type { Results } from '../probes/runner.js';
@@ -104,6 +104,11 @@ export function App(props: AppProps): React.ReactElement {
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
   const clock = useRef(now());
   const typedAhead = useRef<TypedKey[]>([]);
+  const awaitingRender = useRef(false);
+  // Every commit means the latest key's state changes are on screen and in the handler's closure.
+  useLayoutEffect(() => {
+    awaitingRender.current = false;
+  });
   const [, setKeyTick] = useState(0);
 
   // One state update per refresh: React batches the three setters into a single render.
@@ -134,7 +139,9 @@ export function App(props: AppProps): React.ReactElement {
   // Never as tall as the terminal: Ink would clear the screen on every frame.
   const height = Math.max(8, props.rows - 1);
   const lost = connectionLost(results);
-  const bodyHeight = height - 3 - (lost === null ? 0 : 1);
+  // Toasts get rows of their own rather than covering the body's last lines.
+  const toastRows = Math.min(3, ui.toasts.length);
+  const bodyHeight = height - 3 - (lost === null ? 0 : 1) - toastRows;
   const choices = monitor.choices[ui.target.cluster] ?? [];
   const choice = choices[ui.target.node];
   const target = choice === undefined ? '' : `${choice.cluster} / ${choice.node} (${choice.label})`;
@@ -297,6 +304,17 @@ export function App(props: AppProps): React.ReactElement {
     }
   };
 
+  /** One key against the state of the latest render: the open dialog first, else the views' commands. */
+  const handleKey = (input: string, key: Key): void => {
+    if (ui.modal.kind !== 'none') {
+      onDialogKey(input, key);
+      return;
+    }
+    const name = keyName(input, key);
+    const command = name === undefined ? undefined : commandFor(name, scopesFor(ui.view, false), props.commands);
+    if (command !== undefined) runCommand(command);
+  };
+
   // Ink re-subscribes the input handler after each render; keys typed before that would reach a
   // handler holding the previous state. Route every key through a ref to the latest handler.
   const onKey = useRef<(input: string, key: Key) => void>(() => undefined);
@@ -311,6 +329,13 @@ export function App(props: AppProps): React.ReactElement {
     // take one per render so that each sees the state the previous one left (the view, its rows,
     // the prompt it opened).
     const keys: TypedKey[] = isPlainChunk(input, key) ? Array.from(input, (char) => ({ input: char, key: plainKey(char) })) : [{ input, key }];
+    // A lone key, with nothing queued and the previous key's render done, is handled at once:
+    // queuing it would cost a render and a frame. Otherwise it waits its turn.
+    if (keys.length === 1 && typedAhead.current.length === 0 && !awaitingRender.current) {
+      awaitingRender.current = true;
+      handleKey(input, key);
+      return;
+    }
     typedAhead.current.push(...keys);
     setKeyTick((tick) => tick + 1);
   };
@@ -320,13 +345,7 @@ export function App(props: AppProps): React.ReactElement {
   useEffect(() => {
     const next = typedAhead.current.shift();
     if (next === undefined) return;
-    if (ui.modal.kind !== 'none') {
-      onDialogKey(next.input, next.key);
-    } else {
-      const name = keyName(next.input, next.key);
-      const command = name === undefined ? undefined : commandFor(name, scopesFor(ui.view, false), props.commands);
-      if (command !== undefined) runCommand(command);
-    }
+    handleKey(next.input, next.key);
     if (typedAhead.current.length > 0) setKeyTick((tick) => tick + 1);
   });
 

@@ -27,7 +27,8 @@ const enterAlternateScreen = '\u001b[?1049h\u001b[H';
 const leaveAlternateScreen = '\u001b[?1049l';
 const hideCursor = '\u001b[?25l';
 const showCursor = '\u001b[?25h';
-const clearScreen = '\u001b[2J\u001b[3J\u001b[H';
+// Clears the visible screen only: \u001b[3J would also erase the user's scrollback.
+const clearScreen = '\u001b[2J\u001b[H';
 
 interface RootProps {
   readonly monitor: Monitor;
@@ -107,7 +108,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   try {
     instance = render(
       <Root monitor={monitor} theme={theme} commands={commands} initialView={options.initialView} onQuit={() => quit()} onRedraw={onRedraw} />,
-      { exitOnCtrlC: false, patchConsole: false },
+      // 60 fps: at Ink's default 30 a keypress can wait a whole 33 ms frame before it shows.
+      { exitOnCtrlC: false, patchConsole: false, maxFps: 60 },
     );
     await quitting;
   } finally {

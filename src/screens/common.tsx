@@ -85,7 +85,9 @@ export function memoModel<R>(build: (props: ScreenProps) => ListModel<R>): (prop
 /** The area of a screen: exactly width × height; anything taller is cut, never pushed out of the frame. */
 export function ScreenFrame({ width, height, children }: { readonly width: number; readonly height: number; readonly children?: ReactNode }): ReactElement {
   return (
-    <Box flexDirection="column" width={Math.max(width, 1)} height={Math.max(height, 1)} overflow="hidden">
+    // No overflow clipping here: screens fit their content to width and height, and the shell's body
+    // box clips; clipping twice cost 4–5 ms a frame at 200×50.
+    <Box flexDirection="column" width={Math.max(width, 1)} height={Math.max(height, 1)}>
       {children}
     </Box>
   );
