@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { onProcessEnd } from './exit-cleanup.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -50,7 +51,6 @@ type ConfValue = string | number | boolean;
 
 const clusters = new Set<Cluster>();
 const handedOutPorts = new Set<number>();
-let exitHookInstalled = false;
 
 // Strip libpq variables inherited from the caller's shell so psql/pg_basebackup only see our flags.
 function childEnv(): NodeJS.ProcessEnv {
@@ -321,17 +321,8 @@ function cleanupSync(): void {
   clusters.clear();
 }
 
-function onSignal(signal: NodeJS.Signals): void {
-  cleanupSync();
-  // Re-raise so the default action (terminate) still happens when nobody else handles the signal.
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-}
-
 function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', cleanupSync);
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(signal, onSignal);
+  onProcessEnd(cleanupSync);
 }
 
 const INCLUDE_LINE = "include 'pgwarden-test.conf'";

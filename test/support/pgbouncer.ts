@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { freePort } from './cluster.js';
+import { onProcessEnd } from './exit-cleanup.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -57,7 +58,6 @@ export function pgbouncerBinary(): string | undefined {
 }
 
 const instances = new Set<Instance>();
-let exitHookInstalled = false;
 
 // Strip libpq variables inherited from the caller's shell; pgbouncer does not need them.
 function childEnv(): NodeJS.ProcessEnv {
@@ -220,17 +220,8 @@ function cleanupSync(): void {
   instances.clear();
 }
 
-function onSignal(sig: NodeJS.Signals): void {
-  cleanupSync();
-  // Re-raise so the default action (terminate) still happens when nobody else handles the signal.
-  if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-}
-
 function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', cleanupSync);
-  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.once(sig, onSignal);
+  onProcessEnd(cleanupSync);
 }
 
 class ExitedEarly extends Error {
