@@ -8,14 +8,17 @@ import envPaths from 'env-paths';
 import { UserError, messageOf } from '../errors.js';
 import { resolveConnection } from './conninfo.js';
 import { commands } from '../keymap.js';
+import { parseAlerting } from './alerting.js';
 import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
 
 export const defaultRefreshMs = 2000;
 export const defaultStatementTimeoutMs = 5000;
 export const defaultLockTimeoutMs = 1000;
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
+/** A parsed JSON value. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** A parsed JSON object. */
+export type JsonObject = { [key: string]: Json };
 
 /**
  * Where pgwarden looks for its config when --config is not given: config.json in the user's config
@@ -27,7 +30,8 @@ export function defaultConfigPath(): string {
   return join(envPaths('pgwarden', { suffix: '' }).config, 'config.json');
 }
 
-class Validator {
+/** Type checks that fail with `file: key: problem` and a hint naming the fix. */
+export class Validator {
   constructor(private readonly file: string) {}
 
   fail(key: string, problem: string, fix: string): never {
@@ -76,7 +80,8 @@ class Validator {
   }
 }
 
-function describe(value: Json | undefined): string {
+/** A value as an error message shows it. */
+export function describe(value: Json | undefined): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
@@ -158,7 +163,7 @@ function parseKeys(v: Validator, value: Json | undefined): Record<string, readon
 /** Validates parsed JSON as a pgwarden config. `file` is used in every error message. */
 export function parseConfig(json: Json, file: string, knownProbes: readonly string[]): Config {
   const v = new Validator(file);
-  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes', 'keys', 'audit_log']);
+  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes', 'keys', 'audit_log', 'alerting']);
   const names = new Set<string>();
   const clusters = raw['clusters'] === undefined
     ? []
@@ -174,6 +179,7 @@ export function parseConfig(json: Json, file: string, knownProbes: readonly stri
     probes: parseProbes(v, raw['probes'], knownProbes),
     keys: parseKeys(v, raw['keys']),
     auditLog: raw['audit_log'] === undefined ? undefined : v.string(raw['audit_log'], 'audit_log', '/var/log/pgwarden/audit.log'),
+    alerting: parseAlerting(v, raw['alerting'], file, clusters.map((cluster) => cluster.name)),
   };
 }
 

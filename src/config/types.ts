@@ -1,4 +1,5 @@
 /** The validated configuration, as the rest of pgwarden sees it. */
+import type { AlertingConfig } from './alerting.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
@@ -51,4 +52,6 @@ export interface Config {
   readonly keys: Readonly<Record<string, readonly string[]>>;
   /** Where console actions are logged; undefined means the default location. */
   readonly auditLog: string | undefined;
+  /** Channels, teams, timings and threshold overrides of the alert engine (src/config/alerting.ts). */
+  readonly alerting: AlertingConfig;
 }
