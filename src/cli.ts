@@ -19,6 +19,7 @@ const help = `
     $ pgwarden alerts check [--checks IDS] [--json]
                                          evaluate every check once; Nagios exit codes (docs/alerts-check.md)
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
+    $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr (docs/watch.md)
 
   Options
     --config FILE     config file (default: the user's config directory, see docs/configuration.md)
@@ -53,11 +54,20 @@ async function main(): Promise<CommandOutput> {
       ascii: { type: 'boolean', default: false },
       auditLog: { type: 'string' },
       checks: { type: 'string' },
+      watch: { type: 'boolean', default: false },
     },
   });
   const [command = 'console', ...rest] = cli.input;
   const loadOptions = { configFile: cli.flags.config, dsn: cli.flags.dsn, knownProbes: probeIds };
   const width = process.stdout.columns ?? 160;
+  if (cli.flags.watch) {
+    const config = loadConfig(loadOptions);
+    const { runWatch } = await import('./watch/watcher.js');
+    const controller = new AbortController();
+    process.once('SIGTERM', () => controller.abort());
+    process.once('SIGINT', () => controller.abort());
+    return { stdout: '', stderr: '', exitCode: await runWatch(config, { signal: controller.signal }) };
+  }
   switch (command) {
     case 'show': {
       const config = loadConfig(loadOptions);
