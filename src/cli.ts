@@ -10,6 +10,7 @@ import { probeIds } from './probes/index.js';
 import { show, type CommandOutput } from './cli/show.js';
 import { describeConfig } from './cli/config-command.js';
 import { alertsCheck } from './cli/alerts-check.js';
+import { alertsTest } from './cli/alerts-test.js';
 
 const help = `
   Usage
@@ -18,6 +19,7 @@ const help = `
     $ pgwarden config                    print the effective configuration (passwords hidden)
     $ pgwarden alerts check [--checks IDS] [--json]
                                          evaluate every check once; Nagios exit codes (docs/alerts-check.md)
+    $ pgwarden alerts test               send a [TEST] notice through every configured channel
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr (docs/watch.md)
 
@@ -80,7 +82,8 @@ async function main(): Promise<CommandOutput> {
       return { stdout: '', stderr: '', exitCode: 0 };
     }
     case 'alerts': {
-      if (rest[0] !== 'check') return { stdout: '', stderr: `pgwarden: unknown alerts command "${rest[0] ?? ''}" (known: check)\n`, exitCode: 2 };
+      if (rest[0] === 'test') return alertsTest(loadConfig(loadOptions));
+      if (rest[0] !== 'check') return { stdout: '', stderr: `pgwarden: unknown alerts command "${rest[0] ?? ''}" (known: check, test)\n`, exitCode: 2 };
       const checks = cli.flags.checks?.split(',').map((id) => id.trim()).filter((id) => id !== '');
       let config;
       try {

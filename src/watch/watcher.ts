@@ -9,14 +9,12 @@
 import type { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { stepEngine } from '../alerts/engine.js';
-import { createEmailNotifier, type EmailNotifier } from '../alerts/notifiers/email.js';
 import { createNdjsonNotifier } from '../alerts/notifiers/ndjson.js';
-import { createWebhookNotifier } from '../alerts/notifiers/webhook.js';
 import { Outbox, type OutboxOptions, type SendNotice } from '../alerts/outbox.js';
 import type { AlertEvent, EngineConfig, EngineState, Evaluation, FindingInput, Notice } from '../alerts/types.js';
 import { checks as catalogue, resolveThresholds } from '../checks/catalogue.js';
 import { cadenceMs as defaultCadenceMs, type Cadence, type Check, type Finding, type Thresholds } from '../checks/types.js';
-import { emailChannel, engineConfigFrom, thresholdOverridesFor, webhookChannel } from '../config/alerting.js';
+import { engineConfigFrom, thresholdOverridesFor } from '../config/alerting.js';
 import type { Config } from '../config/types.js';
 import { openTargets, type OpenTargets } from '../db/targets.js';
 import { messageOf } from '../errors.js';
@@ -24,6 +22,7 @@ import { toJsonValue } from '../format/json.js';
 import { probeById, probes as allProbes } from '../probes/index.js';
 import { ProbeRunner, type AnyProbe, type Results } from '../probes/runner.js';
 import type { ProbeId } from '../probes/types.js';
+import { createChannelSenders } from './channels.js';
 import { loadWatchState, saveWatchState } from './state-file.js';
 
 export interface WatcherOptions {
@@ -93,7 +92,7 @@ export class Watcher {
   private readonly channels = new Map<string, Channel>();
   private readonly pending: Evaluation[] = [];
   private readonly ndjsonNotices: SendNotice | undefined;
-  private email: EmailNotifier | undefined;
+  private closeChannels: (() => void) | undefined;
   private engine: EngineState | undefined;
   private checkStates: Record<string, unknown> = {};
   private timer: NodeJS.Timeout | undefined;
@@ -128,14 +127,10 @@ export class Watcher {
   private async openChannels(): Promise<void> {
     const { alerting } = this.config;
     const dir = (channel: string): string => join(alerting.stateDir, 'outbox', channelDirName(channel));
-    if (alerting.email !== undefined) {
-      const email = createEmailNotifier(alerting.email, { ...(this.options.env === undefined ? {} : { env: this.options.env }), onWarning: (message) => this.log(`email: ${message}`) });
-      this.email = email;
-      this.channels.set(emailChannel, { id: emailChannel, outbox: await Outbox.open(dir(emailChannel), this.options.outbox), send: email.send });
-    }
-    for (const hook of alerting.webhooks) {
-      const id = webhookChannel(hook.name);
-      this.channels.set(id, { id, outbox: await Outbox.open(dir(id), this.options.outbox), send: createWebhookNotifier(hook).send });
+    const senders = createChannelSenders(alerting, { env: this.options.env, onEmailWarning: (message) => this.log(`email: ${message}`) });
+    this.closeChannels = senders.close;
+    for (const { id, send } of senders.channels) {
+      this.channels.set(id, { id, outbox: await Outbox.open(dir(id), this.options.outbox), send });
     }
   }
 
@@ -308,8 +303,8 @@ export class Watcher {
     await Promise.allSettled(this.nodes.flatMap((node) => (node.targets === undefined ? [] : [node.targets.close()])));
     this.nodes.length = 0;
     this.channels.clear();
-    this.email?.close();
-    this.email = undefined;
+    this.closeChannels?.();
+    this.closeChannels = undefined;
     this.log('pgwarden watch: stopped');
   }
 }
