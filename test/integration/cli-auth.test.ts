@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +18,10 @@ beforeAll(async () => {
   await cluster.sql('select pg_reload_conf()');
 });
 
-afterAll(destroyAll);
+afterAll(async () => {
+  await destroyAll();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('authentication as libpq does it', () => {
   it('reads the password from the pgpass file', async () => {

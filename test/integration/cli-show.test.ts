@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,10 @@ import { backendPid, closeAll, openSession } from '../support/sessions.js';
 const dsn = 'postgresql://postgres@127.0.0.1:5432/test';
 const dir = mkdtempSync(join(tmpdir(), 'pgwarden-cli-'));
 
-afterAll(closeAll);
+afterAll(async () => {
+  await closeAll();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('pgwarden show', () => {
   it('prints a readable snapshot and exits 0', async () => {

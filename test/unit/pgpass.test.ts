@@ -1,11 +1,12 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { pgpassPassword } from '../../src/config/pgpass.js';
 import type { ConnectionSpec } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgwarden-pgpass-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function spec(overrides: Partial<ConnectionSpec> = {}): ConnectionSpec {
   return { host: 'db1', port: 5432, user: 'mon', database: 'app', password: undefined, sslmode: 'prefer', sslrootcert: undefined, connectTimeoutMs: 5000, ...overrides };
