@@ -1,17 +1,15 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { simpleParser } from 'mailparser';
-import type { ParsedMail } from 'mailparser';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertsTest } from '../../src/cli/alerts-test.js';
 import { parseConfig, type Json } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { probeIds } from '../../src/probes/index.js';
+import { MailSink } from '../support/smtp.js';
 
-const mails: ParsedMail[] = [];
-let smtp: SMTPServer;
+const smtp = new MailSink();
+const mails = smtp.mails;
 let smtpPort = 0;
 let hook: Server;
 let hookPort = 0;
@@ -20,24 +18,8 @@ const hookBodies: string[] = [];
 const hookToken = 'T0ken-alerts-test-9f3e';
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    secure: false,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData: (stream, _session, callback) => {
-      simpleParser(stream)
-        .then((mail) => {
-          mails.push(mail);
-          callback();
-        })
-        .catch((error: unknown) => callback(error instanceof Error ? error : new Error(String(error))));
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    smtp.once('error', reject);
-    smtp.listen(0, '127.0.0.1', () => resolve());
-  });
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  await smtp.start();
+  smtpPort = smtp.port;
   hook = createServer((request, response) => {
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
@@ -52,7 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => smtp.close(() => resolve()));
+  await smtp.stop();
   hook.closeAllConnections();
   await new Promise<void>((resolve) => hook.close(() => resolve()));
 });

@@ -5,9 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { simpleParser } from 'mailparser';
-import type { ParsedMail } from 'mailparser';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createEmailNotifier } from '../../src/alerts/notifiers/email.js';
 import type { EmailConfig } from '../../src/alerts/notifiers/email.js';
@@ -15,59 +12,12 @@ import { createNdjsonNotifier } from '../../src/alerts/notifiers/ndjson.js';
 import { createWebhookNotifier } from '../../src/alerts/notifiers/webhook.js';
 import { Outbox } from '../../src/alerts/outbox.js';
 import { blockedQuery, lockTreeLine, notice } from '../support/notices.js';
+import { MailSink } from '../support/smtp.js';
 
 const user = 'pgwarden';
 const password = 'S3cret-smtp-Pa55';
 const env = { PGWARDEN_TEST_SMTP_PASSWORD: password };
 const secretForms = [password, Buffer.from(password).toString('base64'), Buffer.from(`\u0000${user}\u0000${password}`).toString('base64')];
-
-/** A real SMTP server on 127.0.0.1 that parses what it receives; it can refuse auth a number of times. */
-class MailSink {
-  readonly mails: ParsedMail[] = [];
-  refuseAuth = 0;
-  port = 0;
-  private server: SMTPServer | null = null;
-
-  async start(port = 0): Promise<void> {
-    const server = new SMTPServer({
-      secure: false,
-      disabledCommands: ['STARTTLS'],
-      allowInsecureAuth: true,
-      authMethods: ['PLAIN', 'LOGIN'],
-      logger: false,
-      onAuth: (auth, _session, callback) => {
-        if (this.refuseAuth > 0) {
-          this.refuseAuth -= 1;
-          callback(new Error('Invalid username or password'));
-        } else if (auth.username === user && auth.password === password) {
-          callback(null, { user });
-        } else {
-          callback(new Error('Invalid username or password'));
-        }
-      },
-      onData: (stream, _session, callback) => {
-        simpleParser(stream)
-          .then((mail) => {
-            this.mails.push(mail);
-            callback();
-          })
-          .catch((error: unknown) => callback(error instanceof Error ? error : new Error(String(error))));
-      },
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => resolve());
-    });
-    this.server = server;
-    this.port = (server.server.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -76,7 +26,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-const sink = new MailSink();
+const sink = new MailSink({ auth: { user, password } });
 const logged: string[] = [];
 
 function emailConfig(port: number): EmailConfig {

@@ -1,12 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import type { ParsedMail } from 'mailparser';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { simpleParser } from 'mailparser';
-import type { ParsedMail } from 'mailparser';
 import type pg from 'pg';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
@@ -14,42 +11,7 @@ import { probeIds } from '../../src/probes/index.js';
 import { Watcher } from '../../src/watch/watcher.js';
 import { createPrimary, destroyAll, freePort, waitFor, type TestCluster } from '../support/cluster.js';
 import { backendPid, closeAll, openSession } from '../support/sessions.js';
-
-/** A real SMTP server on 127.0.0.1 keeping every parsed mail. */
-class MailSink {
-  readonly mails: ParsedMail[] = [];
-  port = 0;
-  private server: SMTPServer | null = null;
-
-  async start(): Promise<void> {
-    const server = new SMTPServer({
-      secure: false,
-      disabledCommands: ['STARTTLS', 'AUTH'],
-      authOptional: true,
-      logger: false,
-      onData: (stream, _session, callback) => {
-        simpleParser(stream)
-          .then((mail) => {
-            this.mails.push(mail);
-            callback();
-          })
-          .catch((error: unknown) => callback(error instanceof Error ? error : new Error(String(error))));
-      },
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
-    });
-    this.server = server;
-    this.port = (server.server.address() as AddressInfo).port;
-  }
-
-  async stop(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
+import { MailSink } from '../support/smtp.js';
 
 interface Run {
   readonly watcher: Watcher;
