@@ -35,6 +35,8 @@ export interface AlertingConfig {
   readonly timing: GroupTiming;
   /** Failing evaluations in a row before an alert fires. */
   readonly failingEvaluations: number;
+  /** Minimum time between two notices about the same alert (0: off); held notices are counted. */
+  readonly cooldownMs: number;
   /** Applied to each channel separately; undefined: no limit. */
   readonly rateLimit: RateLimit | undefined;
   readonly thresholds: ThresholdOverrides;
@@ -65,6 +67,7 @@ export function defaultAlerting(): AlertingConfig {
     teams: [],
     timing: defaultTiming,
     failingEvaluations: defaultStateOptions.failuresToFire,
+    cooldownMs: 0,
     rateLimit: undefined,
     thresholds: {},
   };
@@ -83,7 +86,7 @@ export function engineConfigFrom(alerting: AlertingConfig): EngineConfig {
     timing: alerting.timing,
     teams: alerting.teams,
     rateLimits,
-    cooldownMs: 0,
+    cooldownMs: alerting.cooldownMs,
   };
 }
 
@@ -324,14 +327,16 @@ export function parseAlerting(v: Validator, value: Json | undefined, file: strin
   }
   let timing = defaults.timing;
   let failingEvaluations = defaults.failingEvaluations;
+  let cooldownMs = defaults.cooldownMs;
   if (raw['timing'] !== undefined) {
-    const t = v.object(raw['timing'], 'alerting.timing', ['group_wait_s', 'group_interval_s', 'repeat_interval_h', 'failing_evaluations']);
+    const t = v.object(raw['timing'], 'alerting.timing', ['group_wait_s', 'group_interval_s', 'repeat_interval_h', 'failing_evaluations', 'cooldown_minutes']);
     timing = {
       groupWaitMs: t['group_wait_s'] === undefined ? timing.groupWaitMs : v.integer(t['group_wait_s'], 'alerting.timing.group_wait_s', 0, 3600) * 1000,
       groupIntervalMs: t['group_interval_s'] === undefined ? timing.groupIntervalMs : v.integer(t['group_interval_s'], 'alerting.timing.group_interval_s', 1, 86_400) * 1000,
       repeatIntervalMs: t['repeat_interval_h'] === undefined ? timing.repeatIntervalMs : v.integer(t['repeat_interval_h'], 'alerting.timing.repeat_interval_h', 1, 720) * 3_600_000,
     };
     if (t['failing_evaluations'] !== undefined) failingEvaluations = v.integer(t['failing_evaluations'], 'alerting.timing.failing_evaluations', 1, 100);
+    if (t['cooldown_minutes'] !== undefined) cooldownMs = v.integer(t['cooldown_minutes'], 'alerting.timing.cooldown_minutes', 0, 10_080) * 60_000;
   }
   let rateLimit: RateLimit | undefined;
   if (raw['rate_limit'] !== undefined) {
@@ -349,6 +354,7 @@ export function parseAlerting(v: Validator, value: Json | undefined, file: strin
     teams: drafts.map((draft) => draft.team),
     timing,
     failingEvaluations,
+    cooldownMs,
     rateLimit,
     thresholds: raw['thresholds'] === undefined ? {} : parseThresholds(v, raw['thresholds'], clusterNames),
   };

@@ -50,7 +50,7 @@ const full: Json = {
     },
     { name: 'oncall', webhooks: ['pager'], min_severity: 'critical', delivery: 'digest', digest_minutes: 30 },
   ],
-  timing: { group_wait_s: 10, group_interval_s: 120, repeat_interval_h: 2, failing_evaluations: 3 },
+  timing: { group_wait_s: 10, group_interval_s: 120, repeat_interval_h: 2, failing_evaluations: 3, cooldown_minutes: 20 },
   rate_limit: { notices: 5, per_minutes: 10 },
   thresholds: {
     '*': { 'idle-in-transaction': { warning_seconds: 120 } },
@@ -92,6 +92,7 @@ describe('alerting config', () => {
       ],
       timing: { groupWaitMs: 10_000, groupIntervalMs: 120_000, repeatIntervalMs: 2 * 3_600_000 },
       failingEvaluations: 3,
+      cooldownMs: 20 * 60_000,
       rateLimit: { limit: 5, windowMs: 10 * 60_000 },
       thresholds: {
         '*': { 'idle-in-transaction': { warningSeconds: 120 } },
@@ -106,6 +107,7 @@ describe('alerting config', () => {
     expect(engine.state).toEqual({ ...defaultStateOptions, failuresToFire: 3 });
     expect(engine.timing).toEqual(alerting.timing);
     expect(engine.teams).toBe(alerting.teams);
+    expect(engine.cooldownMs).toBe(20 * 60_000);
     expect(engine.rateLimits).toEqual({
       email: { limit: 5, windowMs: 600_000 },
       'webhook:ops-slack': { limit: 5, windowMs: 600_000 },
@@ -126,6 +128,7 @@ describe('alerting config', () => {
       teams: [],
       timing: defaultTiming,
       failingEvaluations: defaultStateOptions.failuresToFire,
+      cooldownMs: 0,
       rateLimit: undefined,
       thresholds: {},
     });
