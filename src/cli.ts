@@ -11,6 +11,7 @@ import { show, type CommandOutput } from './cli/show.js';
 import { describeConfig } from './cli/config-command.js';
 import { alertsCheck } from './cli/alerts-check.js';
 import { alertsTest } from './cli/alerts-test.js';
+import { alertsManage, manageCommands, type ManageCommand } from './cli/alerts-manage.js';
 
 const help = `
   Usage
@@ -20,8 +21,15 @@ const help = `
     $ pgwarden alerts check [--checks IDS] [--json]
                                          evaluate every check once; Nagios exit codes (docs/alerts-check.md)
     $ pgwarden alerts test               send a [TEST] notice through every configured channel
+    $ pgwarden alerts list [--json]      what the watcher sees: firing, pending, unknown, acknowledged, silenced; active silences
+    $ pgwarden alerts silence --for 2h [--check ID] [--cluster C] [--node N] [--subject GLOB] [--comment TEXT]
+                                         silence matching alerts (at least one matcher); duration 30m, 2h, 1d
+    $ pgwarden alerts unsilence ID       remove a silence
+    $ pgwarden alerts ack ID|PREFIX [--comment TEXT]
+                                         acknowledge a firing alert: no repeats, no escalation (unack ID undoes it)
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
-    $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr (docs/watch.md)
+    $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;
+                                         SIGHUP reloads the config, SIGTERM stops (docs/watch.md)
 
   Options
     --config FILE     config file (default: the user's config directory, see docs/configuration.md)
@@ -30,6 +38,7 @@ const help = `
     --node NAME       the node of that cluster (default: the first)
     --json            machine-readable output (docs/json.md)
     --checks IDS      alerts check: only these check ids, comma-separated (docs/alerts.md)
+    --wait SECONDS    alerts silence/ack/…: how long to wait for the watcher to take the command (default 15, 0: don't)
     --read-only       the console offers no action that changes the database
     --ascii           ASCII symbols and borders (also when the locale is not UTF-8); NO_COLOR=1 drops colour
     --audit-log FILE  where console actions are logged (default ~/.local/state/pgwarden/audit.log)
@@ -57,6 +66,11 @@ async function main(): Promise<CommandOutput> {
       auditLog: { type: 'string' },
       checks: { type: 'string' },
       watch: { type: 'boolean', default: false },
+      check: { type: 'string' },
+      subject: { type: 'string' },
+      for: { type: 'string' },
+      comment: { type: 'string' },
+      wait: { type: 'number' },
     },
   });
   const [command = 'console', ...rest] = cli.input;
@@ -68,7 +82,14 @@ async function main(): Promise<CommandOutput> {
     const controller = new AbortController();
     process.once('SIGTERM', () => controller.abort());
     process.once('SIGINT', () => controller.abort());
-    return { stdout: '', stderr: '', exitCode: await runWatch(config, { signal: controller.signal }) };
+    const reload = {
+      load: () => loadConfig(loadOptions),
+      subscribe: (handler: () => void) => {
+        process.on('SIGHUP', handler);
+        return () => process.off('SIGHUP', handler);
+      },
+    };
+    return { stdout: '', stderr: '', exitCode: await runWatch(config, { signal: controller.signal, reload }) };
   }
   switch (command) {
     case 'show': {
@@ -83,7 +104,14 @@ async function main(): Promise<CommandOutput> {
     }
     case 'alerts': {
       if (rest[0] === 'test') return alertsTest(loadConfig(loadOptions));
-      if (rest[0] !== 'check') return { stdout: '', stderr: `pgwarden: unknown alerts command "${rest[0] ?? ''}" (known: check, test)\n`, exitCode: 2 };
+      if ((manageCommands as readonly string[]).includes(rest[0] ?? '')) {
+        const { flags } = cli;
+        return alertsManage(loadConfig(loadOptions), rest[0] as ManageCommand, rest.slice(1), {
+          json: flags.json, check: flags.check, cluster: flags.cluster, node: flags.node, subject: flags.subject, for: flags.for, comment: flags.comment,
+          ...(flags.wait === undefined ? {} : { waitMs: Math.max(0, flags.wait) * 1000 }),
+        });
+      }
+      if (rest[0] !== 'check') return { stdout: '', stderr: `pgwarden: unknown alerts command "${rest[0] ?? ''}" (known: check, test, ${manageCommands.join(', ')})\n`, exitCode: 2 };
       const checks = cli.flags.checks?.split(',').map((id) => id.trim()).filter((id) => id !== '');
       let config;
       try {

@@ -7,6 +7,7 @@ const scopeTitles: Readonly<Record<Scope, string>> = {
   activity: 'Activity (and the session rows of Locks)',
   locks: 'Locks',
   tables: 'Tables',
+  alerts: 'Alerts (acknowledging and silencing change no data: `--read-only` keeps them)',
   dialog: 'Dialogs, prompts and the detail pane',
 };
 

@@ -13,6 +13,7 @@ export type Scope =
   | 'activity'
   | 'locks'
   | 'tables'
+  | 'alerts'
   /** A confirmation dialog, the palette, the filter prompt or the detail pane. */
   | 'dialog';
 
@@ -24,6 +25,7 @@ export type CommandId =
   | 'sort.next' | 'sort.reverse' | 'detail'
   | 'session.tag' | 'session.cancel' | 'session.terminate' | 'session.terminateTagged'
   | 'table.vacuum' | 'table.analyze' | 'index.reindex'
+  | 'alert.acknowledge' | 'alert.unacknowledge' | 'alert.silence' | 'alert.unsilence'
   | 'dialog.confirm' | 'dialog.cancel' | 'dialog.yes' | 'dialog.no';
 
 export interface Command {
@@ -56,7 +58,7 @@ export const commands: readonly Command[] = [
   { id: 'view.tables', keys: ['5'], description: 'Tables: bloat, dead tuples, vacuum', scope: 'global', dangerous: false },
   { id: 'view.replication', keys: ['6'], description: 'Replication: standbys, slots, archiver', scope: 'global', dangerous: false },
   { id: 'view.queries', keys: ['7'], description: 'Queries: pg_stat_statements', scope: 'global', dangerous: false },
-  { id: 'view.alerts', keys: ['8'], description: 'Alerts (arrives with the alerting issue)', scope: 'global', dangerous: false },
+  { id: 'view.alerts', keys: ['8'], description: 'Alerts: firing, pending, unknown, silenced and acknowledged, recent history', scope: 'global', dangerous: false },
   { id: 'view.backups', keys: ['9'], description: 'Backups (arrives with the backup issue)', scope: 'global', dangerous: false },
   { id: 'cursor.up', keys: ['up', 'k'], description: 'Select the previous row', scope: 'list', dangerous: false },
   { id: 'cursor.down', keys: ['down', 'j'], description: 'Select the next row', scope: 'list', dangerous: false },
@@ -76,6 +78,11 @@ export const commands: readonly Command[] = [
   { id: 'table.vacuum', keys: ['v'], description: 'VACUUM (ANALYZE) the selected table, with live progress', scope: 'tables', dangerous: true, hint: 'vacuum' },
   { id: 'table.analyze', keys: ['a'], description: 'ANALYZE the selected table', scope: 'tables', dangerous: true, hint: 'analyze' },
   { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'needs a selected invalid index, listed under the tables' },
+  // Not dangerous: they change the alert engine's state, never the database, so --read-only keeps them.
+  { id: 'alert.acknowledge', keys: ['a'], description: 'Acknowledge the selected alert (asks for an optional comment); also queued for a running watcher', scope: 'alerts', dangerous: false, hint: 'ack', whyDisabled: 'needs a selected firing or unknown alert' },
+  { id: 'alert.unacknowledge', keys: ['A'], description: 'Remove the acknowledgement of the selected alert', scope: 'alerts', dangerous: false, whyDisabled: 'needs a selected acknowledged alert' },
+  { id: 'alert.silence', keys: ['m'], description: "Silence the selected alert's check and subject on its node for a while (15m, 1h, 4h, 1d or typed) with a comment; also queued for a running watcher", scope: 'alerts', dangerous: false, hint: 'silence', whyDisabled: 'needs a selected alert or history event' },
+  { id: 'alert.unsilence', keys: ['u'], description: 'Remove the selected silence (or the one covering the selected alert)', scope: 'alerts', dangerous: false, hint: 'unsilence', whyDisabled: 'needs a selected silence, or an alert a silence covers' },
   { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
   { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false, hint: 'close' },
   { id: 'dialog.yes', keys: ['y'], description: 'Run the plan shown (low and medium danger)', scope: 'dialog', dangerous: false, hint: 'run' },
@@ -85,7 +92,7 @@ export const commands: readonly Command[] = [
 /** Scopes active on a view with a list, most specific first. */
 export function scopesFor(view: string, dialogOpen: boolean): readonly Scope[] {
   if (dialogOpen) return ['dialog'];
-  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' ? [view] : [];
+  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' || view === 'alerts' ? [view] : [];
   const list: Scope[] = view === 'overview' || view === 'help' ? [] : ['list'];
   // Locks lists sessions too: the session commands apply there.
   const sessions: Scope[] = view === 'locks' ? ['activity'] : [];

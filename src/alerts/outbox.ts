@@ -206,6 +206,9 @@ export class Outbox {
       const failed: DeliveryFailure[] = [];
       const stale: string[] = [];
       let waiting = 0;
+      // A thread whose earlier notice is waiting for a retry holds its later ones, so that after an
+      // outage a resolved notice never arrives before the firing notice it answers.
+      const heldThreads = new Set<string>();
       for (const item of await this.pending()) {
         const { notice, delivery } = item;
         const name = fileName(notice.id);
@@ -214,7 +217,8 @@ export class Outbox {
           await unlink(join(this.dir, name)).catch(() => undefined);
           continue;
         }
-        if (delivery.nextAttemptAt !== null && delivery.nextAttemptAt > at) {
+        if (heldThreads.has(notice.threadId) || (delivery.nextAttemptAt !== null && delivery.nextAttemptAt > at)) {
+          heldThreads.add(notice.threadId);
           waiting += 1;
           if (this.isStale(delivery, at)) stale.push(notice.id);
           continue;
@@ -234,6 +238,7 @@ export class Outbox {
           await writeAtomic(this.dir, name, serialize(notice, next));
           const isStale = this.isStale(next, at);
           if (isStale) stale.push(notice.id);
+          heldThreads.add(notice.threadId);
           failed.push({ id: notice.id, attempts, error: next.lastError ?? '', nextAttemptAt: new Date(next.nextAttemptAt ?? at), stale: isStale });
           continue;
         }

@@ -19,7 +19,14 @@ import { ConfirmDialog, ProgressDialog } from '../components/ConfirmDialog.js';
 import { DetailPane } from '../components/DetailPane.js';
 import { FilterPrompt, PalettePrompt } from '../components/Prompts.js';
 import { HelpOverlay } from '../components/HelpOverlay.js';
+import { AlertPrompt } from '../components/AlertPrompt.js';
 import { Line } from '../components/Styled.js';
+import type { AlertCommand } from '../alerts/commands.js';
+import { messageOf } from '../errors.js';
+import { alertRowDetail } from './alert-detail.js';
+import type { AlertDesk } from './alert-monitor.js';
+import { acknowledgeCommand, defaultSilenceDuration, silenceCommand, silencePresets, type AlertTarget } from './alert-prompts.js';
+import { alertToasts, type AlertsView } from './alerts-view.js';
 import { detailFor } from './detail.js';
 import { emptyHistory, recordHistory } from './history.js';
 import { keyName, typedText } from './keys.js';
@@ -37,6 +44,8 @@ export interface AppProps {
   readonly now?: () => Date;
   readonly onQuit: () => void;
   readonly onRedraw?: () => void;
+  /** The console's alert engine (the Alerts view, the Overview counts, alert toasts). */
+  readonly alerts?: AlertDesk | undefined;
 }
 
 const viewTitles: Readonly<Record<ViewId, string>> = {
@@ -45,6 +54,18 @@ const viewTitles: Readonly<Record<ViewId, string>> = {
 };
 
 const toastMs = 4000;
+// An alert toast stays longer: it may be the first the user hears of it.
+const alertToastMs = 10_000;
+
+/** An alert in a few words, for prompts. */
+function alertWords(target: AlertTarget): string {
+  return `${target.checkId} ${target.subject} on ${target.cluster}/${target.node}`;
+}
+
+/** An alert in fewer words, for a toast of one line. */
+function shortWords(target: AlertTarget): string {
+  return `${target.checkId} ${target.subject}`;
+}
 
 /** Several ordinary characters delivered together (typed ahead), not one special key. */
 function isPlainChunk(input: string, key: { readonly ctrl: boolean; readonly meta: boolean; readonly escape: boolean }): boolean {
@@ -102,6 +123,7 @@ export function App(props: AppProps): React.ReactElement {
   const [plans, setPlans] = useState<ReadonlyMap<string, PlanView>>(new Map());
   const [progress, setProgress] = useState<ReadonlyMap<string, ActionProgress>>(new Map());
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
+  const [alertsView, setAlertsView] = useState<AlertsView | undefined>(() => props.alerts?.view());
   const clock = useRef(now());
   const typedAhead = useRef<TypedKey[]>([]);
   const awaitingRender = useRef(false);
@@ -127,6 +149,17 @@ export function App(props: AppProps): React.ReactElement {
   useEffect(() => {
     monitor.setPaused(ui.paused);
   }, [monitor, ui.paused]);
+  // One render per engine step, off the render path; new firing alerts become toasts.
+  useEffect(
+    () =>
+      props.alerts?.subscribe((view, events) => {
+        setAlertsView(view);
+        for (const toast of alertToasts(view, events, now())) dispatch({ type: 'toast', toast: { ...toast, until: Date.now() + alertToastMs } });
+      }),
+    // The alert engine is fixed for the life of the app.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [props.alerts],
+  );
   useEffect(() => {
     if (ui.toasts.length === 0) return undefined;
     const next = Math.min(...ui.toasts.map((toast) => toast.until));
@@ -147,11 +180,12 @@ export function App(props: AppProps): React.ReactElement {
   const target = choice === undefined ? '' : `${choice.cluster} / ${choice.node} (${choice.label})`;
   const screen = screens[ui.view];
   const screenProps: ScreenProps = {
-    results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current,
+    results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current, alerts: alertsView,
   };
-  const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight]); // eslint-disable-line react-hooks/exhaustive-deps
+  const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight, alertsView]); // eslint-disable-line react-hooks/exhaustive-deps
   const { row } = selectedRow(model, ui);
   const selection = selectionOf(ui.view, row);
+  const alertSelection = selection.kind === 'alert' ? selection : undefined;
   const server = latest(resultOf(results, 'server'))?.snapshot;
   const allChoices = monitor.choices.flatMap((nodes, cluster) => nodes.map((node, index) => ({ ...node, cluster, index })));
 
@@ -180,6 +214,16 @@ export function App(props: AppProps): React.ReactElement {
         else toast('error', `${plan.title}: ${final?.message ?? 'failed'}`);
       })
       .catch((error: unknown) => toast('error', error instanceof Error ? error.message : String(error)));
+  };
+
+  /** Applies an alert command to the console's engine and queues it for a watcher; says how it went. */
+  const applyAlert = (command: AlertCommand, done: string): void => {
+    const desk = props.alerts;
+    if (desk === undefined) return;
+    desk.apply(command).then(
+      () => toast('success', `${done}; queued for a watcher`),
+      (error: unknown) => toast('warning', `${done} here, but not queued for a watcher: ${messageOf(error)}`),
+    );
   };
 
   const runCommand = (command: Command): void => {
@@ -221,9 +265,31 @@ export function App(props: AppProps): React.ReactElement {
           dispatch({ type: 'detail.open', target: { kind: 'table', schema: selection.schema, name: selection.name } });
         } else if (selection.kind === 'statement') {
           dispatch({ type: 'detail.open', target: { kind: 'statement', key: selection.key } });
+        } else if (selection.kind === 'alert') {
+          dispatch({ type: 'detail.open', target: { kind: 'alert', rowKey: selection.rowKey } });
         }
       },
       'session.tag': () => (selection.kind === 'session' ? dispatch({ type: 'tag.toggle', pid: selection.pid }) : toast('info', 'select a session to tag')),
+      'alert.acknowledge': () => {
+        const target = alertSelection?.target ?? null;
+        if (target === null || (alertSelection?.status !== 'firing' && alertSelection?.status !== 'unknown')) toast('info', `acknowledge ${command.whyDisabled ?? ''}`);
+        else dispatch({ type: 'modal', modal: { kind: 'acknowledge', target, input: '' } });
+      },
+      'alert.unacknowledge': () => {
+        const target = alertSelection?.target ?? null;
+        if (target === null || alertSelection?.acknowledged !== true) toast('info', `unacknowledge ${command.whyDisabled ?? ''}`);
+        else applyAlert({ kind: 'unacknowledge', key: target.key }, `acknowledgement of ${shortWords(target)} removed`);
+      },
+      'alert.silence': () => {
+        const target = alertSelection?.target ?? null;
+        if (target === null) toast('info', `silence ${command.whyDisabled ?? ''}`);
+        else dispatch({ type: 'modal', modal: { kind: 'silence', target, step: 'duration', input: defaultSilenceDuration, duration: '', durationMs: null, error: null } });
+      },
+      'alert.unsilence': () => {
+        const id = alertSelection?.silenceId ?? null;
+        if (id === null) toast('info', `unsilence ${command.whyDisabled ?? ''}`);
+        else applyAlert({ kind: 'unsilence', id }, 'silence removed');
+      },
     };
     for (const view of views) {
       if (command.id === `view.${view}`) actions[command.id] = () => dispatch({ type: 'view', view });
@@ -239,6 +305,27 @@ export function App(props: AppProps): React.ReactElement {
   const onDialogKey = (input: string, key: Key): void => {
     const name = keyName(input, key);
     const modal = ui.modal;
+    if (modal.kind === 'acknowledge' || modal.kind === 'silence') {
+      const desk = props.alerts;
+      if (name === 'escape') dispatch({ type: 'modal.close' });
+      else if (name === 'backspace') dispatch({ type: 'prompt.backspace' });
+      else if (modal.kind === 'silence' && modal.step === 'duration' && (name === 'up' || name === 'down')) dispatch({ type: 'silence.preset', step: name === 'up' ? -1 : 1 });
+      else if (modal.kind === 'silence' && modal.step === 'duration' && name === 'enter') dispatch({ type: 'silence.duration' });
+      else if (name === 'enter') {
+        dispatch({ type: 'modal.close' });
+        if (desk === undefined) return;
+        if (modal.kind === 'acknowledge') {
+          applyAlert(acknowledgeCommand(modal.target, desk.author, modal.input), `acknowledged ${shortWords(modal.target)}`);
+        } else if (modal.durationMs !== null) {
+          const command = silenceCommand(modal.target, { id: desk.newSilenceId(), durationMs: modal.durationMs, comment: modal.input, author: desk.author, now: now() });
+          applyAlert(command, `silenced ${shortWords(modal.target)} for ${modal.duration}`);
+        }
+      } else {
+        const text = typedText(input, key);
+        if (text !== undefined) dispatch({ type: 'prompt.input', text });
+      }
+      return;
+    }
     if (modal.kind === 'palette' || modal.kind === 'filter') {
       if (name === 'escape') dispatch({ type: 'modal.close' });
       else if (name === 'enter') dispatch({ type: modal.kind === 'palette' ? 'palette.submit' : 'filter.submit' });
@@ -354,7 +441,9 @@ export function App(props: AppProps): React.ReactElement {
   if (modal.kind === 'help') {
     body = <HelpOverlay commands={props.commands} width={width} height={bodyHeight} scroll={0} theme={theme} />;
   } else if (modal.kind === 'detail') {
-    const detail = detailFor(results, modal.target, modal.target.kind === 'session' && fullQuery?.pid === modal.target.pid ? fullQuery.text : null);
+    const detail = modal.target.kind === 'alert'
+      ? alertRowDetail(alertsView, modal.target.rowKey, clock.current)
+      : detailFor(results, modal.target, modal.target.kind === 'session' && fullQuery?.pid === modal.target.pid ? fullQuery.text : null);
     body = <DetailPane title={detail.title} sections={detail.sections.map((s) => ({ heading: s.heading, lines: [...s.lines] }))} width={width} height={bodyHeight} scroll={modal.scroll} theme={theme} />;
   } else if (modal.kind === 'confirm' && plans.get(modal.planId) !== undefined) {
     body = <ConfirmDialog plan={plans.get(modal.planId) as PlanView} typed={modal.typed} width={width} theme={theme} />;
@@ -380,6 +469,18 @@ export function App(props: AppProps): React.ReactElement {
       <PalettePrompt input={modal.input} error={modal.error} suggestions={Object.keys(viewAliases).filter((name) => name.startsWith(modal.input.replace(/^:/, '')))} width={width} theme={theme} />
     ) : modal.kind === 'filter' ? (
       <FilterPrompt input={modal.input} width={width} theme={theme} />
+    ) : modal.kind === 'acknowledge' || modal.kind === 'silence' ? (
+      <AlertPrompt
+        kind={modal.kind}
+        about={alertWords(modal.target)}
+        step={modal.kind === 'silence' ? modal.step : 'comment'}
+        input={modal.input}
+        duration={modal.kind === 'silence' ? modal.duration : null}
+        error={modal.kind === 'silence' ? modal.error : null}
+        presets={silencePresets}
+        width={width}
+        theme={theme}
+      />
     ) : null;
 
   return (

@@ -9,6 +9,7 @@ import { UserError } from '../errors.js';
 import { effectiveCommands, type Command } from '../keymap.js';
 import { themeFromEnvironment, type Theme } from '../components/theme.js';
 import { App } from './App.js';
+import { createAlertMonitor, type AlertDesk } from './alert-monitor.js';
 import { createMonitor } from './live-monitor.js';
 import type { Monitor } from './monitor.js';
 import type { ViewId } from './state.js';
@@ -32,6 +33,7 @@ const clearScreen = '\u001b[2J\u001b[H';
 
 interface RootProps {
   readonly monitor: Monitor;
+  readonly alerts: AlertDesk;
   readonly theme: Theme;
   readonly commands: readonly Command[];
   readonly initialView: ViewId | undefined;
@@ -52,6 +54,7 @@ function Root(props: RootProps): React.ReactElement {
   return (
     <App
       monitor={props.monitor}
+      alerts={props.alerts}
       theme={props.theme}
       commands={props.commands}
       columns={size.columns}
@@ -69,6 +72,11 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     throw new UserError('the console needs a terminal', 'for batch output use `pgwarden show <probe>` (add --json for machines)');
   }
   const monitor = await createMonitor(options);
+  // The console runs the checks and the alert engine itself; it sends no notice (the watcher does).
+  const alerts = await createAlertMonitor({ config: options.config }).catch(async (error: unknown) => {
+    await monitor.close();
+    throw error;
+  });
   const theme = themeFromEnvironment(process.env, { ascii: options.ascii });
   const commands = effectiveCommands({ readOnly: options.readOnly, remap: options.config.keys });
 
@@ -107,7 +115,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
 
   try {
     instance = render(
-      <Root monitor={monitor} theme={theme} commands={commands} initialView={options.initialView} onQuit={() => quit()} onRedraw={onRedraw} />,
+      <Root monitor={monitor} alerts={alerts} theme={theme} commands={commands} initialView={options.initialView} onQuit={() => quit()} onRedraw={onRedraw} />,
       // 60 fps: at Ink's default 30 a keypress can wait a whole 33 ms frame before it shows.
       { exitOnCtrlC: false, patchConsole: false, maxFps: 60 },
     );
@@ -121,6 +129,6 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     process.off('uncaughtException', onCrash);
     process.off('unhandledRejection', onCrash);
     restore();
-    await monitor.close();
+    await Promise.all([monitor.close(), alerts.close()]);
   }
 }

@@ -82,8 +82,11 @@ function tableDetail(results: Results, schema: string, name: string): Detail {
   };
 }
 
-/** The detail pane's content for a target. `fullQuery` is the fetched full text of a session's query. */
-export function detailFor(results: Results, target: DetailTarget, fullQuery: string | null): Detail {
+/**
+ * The detail pane's content for a target. `fullQuery` is the fetched full text of a session's
+ * query. Alerts view rows come from the alert engine, not the snapshots: see alert-detail.ts.
+ */
+export function detailFor(results: Results, target: Exclude<DetailTarget, { readonly kind: 'alert' }>, fullQuery: string | null): Detail {
   switch (target.kind) {
     case 'session':
       return sessionDetail(results, target.pid, fullQuery);

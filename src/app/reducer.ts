@@ -1,4 +1,5 @@
 /** Every change to the UI state, as a pure reducer. */
+import { durationError, nextPreset, parseDuration } from './alert-prompts.js';
 import { cycledViews, initialState, parseFilter, viewAliases, type DetailTarget, type Modal, type Toast, type UiState, type ViewId, type ViewState } from './state.js';
 
 export type UiAction =
@@ -27,7 +28,11 @@ export type UiAction =
   | { readonly type: 'target'; readonly cluster: number; readonly node: number }
   | { readonly type: 'toast'; readonly toast: Omit<Toast, 'id'> }
   | { readonly type: 'toasts.expire'; readonly now: number }
-  | { readonly type: 'redraw' };
+  | { readonly type: 'redraw' }
+  /** Up or down in the silence prompt's duration step: the next offered duration. */
+  | { readonly type: 'silence.preset'; readonly step: 1 | -1 }
+  /** Enter on the silence prompt's duration: on to the comment, or why the duration is refused. */
+  | { readonly type: 'silence.duration' };
 
 function updateView(state: UiState, change: (view: ViewState) => ViewState): UiState {
   return { ...state, views: { ...state.views, [state.view]: change(state.views[state.view]) } };
@@ -54,6 +59,8 @@ export function reduce(state: UiState, action: UiAction): UiState {
       if (modal.kind === 'palette') return { ...state, modal: { ...modal, input: modal.input + action.text, error: null } };
       if (modal.kind === 'filter') return { ...state, modal: { ...modal, input: modal.input + action.text } };
       if (modal.kind === 'confirm') return { ...state, modal: { ...modal, typed: modal.typed + action.text } };
+      if (modal.kind === 'acknowledge') return { ...state, modal: { ...modal, input: modal.input + action.text } };
+      if (modal.kind === 'silence') return { ...state, modal: { ...modal, input: modal.input + action.text, error: null } };
       return state;
     }
     case 'prompt.backspace': {
@@ -61,6 +68,8 @@ export function reduce(state: UiState, action: UiAction): UiState {
       if (modal.kind === 'palette') return { ...state, modal: { ...modal, input: modal.input.slice(0, -1), error: null } };
       if (modal.kind === 'filter') return { ...state, modal: { ...modal, input: modal.input.slice(0, -1) } };
       if (modal.kind === 'confirm') return { ...state, modal: { ...modal, typed: modal.typed.slice(0, -1) } };
+      if (modal.kind === 'acknowledge') return { ...state, modal: { ...modal, input: modal.input.slice(0, -1) } };
+      if (modal.kind === 'silence') return { ...state, modal: { ...modal, input: modal.input.slice(0, -1), error: null } };
       return state;
     }
     case 'palette.submit': {
@@ -125,5 +134,17 @@ export function reduce(state: UiState, action: UiAction): UiState {
     }
     case 'redraw':
       return { ...state, redraws: state.redraws + 1 };
+    case 'silence.preset': {
+      const modal = state.modal;
+      if (modal.kind !== 'silence' || modal.step !== 'duration') return state;
+      return { ...state, modal: { ...modal, input: nextPreset(modal.input, action.step), error: null } };
+    }
+    case 'silence.duration': {
+      const modal = state.modal;
+      if (modal.kind !== 'silence' || modal.step !== 'duration') return state;
+      const error = durationError(modal.input);
+      if (error !== null) return { ...state, modal: { ...modal, error } };
+      return { ...state, modal: { ...modal, step: 'comment', duration: modal.input.trim(), durationMs: parseDuration(modal.input), input: '', error: null } };
+    }
   }
 }

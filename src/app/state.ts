@@ -2,6 +2,7 @@
  * The console's UI state: one reducer, one `modal` union (never a set of booleans). Pure: no
  * React, no I/O. Screens read it; the key dispatcher and the action runner dispatch to it.
  */
+import type { AlertTarget } from './alert-prompts.js';
 
 export const views = ['overview', 'activity', 'pool', 'locks', 'tables', 'replication', 'queries', 'alerts', 'backups', 'help'] as const;
 export type ViewId = (typeof views)[number];
@@ -39,7 +40,9 @@ export interface Filter {
 export type DetailTarget =
   | { readonly kind: 'session'; readonly pid: number }
   | { readonly kind: 'table'; readonly schema: string; readonly name: string }
-  | { readonly kind: 'statement'; readonly key: string };
+  | { readonly kind: 'statement'; readonly key: string }
+  /** A row of the Alerts view (an alert, a silence or a history event), by its row key. */
+  | { readonly kind: 'alert'; readonly rowKey: string };
 
 export interface Toast {
   readonly id: number;
@@ -59,7 +62,22 @@ export type Modal =
   | { readonly kind: 'confirm'; readonly planId: string; readonly typed: string }
   /** An action running or just finished; closes with escape once done. */
   | { readonly kind: 'progress'; readonly planId: string }
-  | { readonly kind: 'switcher'; readonly index: number };
+  | { readonly kind: 'switcher'; readonly index: number }
+  /** Acknowledging an alert: the optional comment being typed. */
+  | { readonly kind: 'acknowledge'; readonly target: AlertTarget; readonly input: string }
+  /**
+   * Silencing an alert's check and subject: first how long (a preset or a typed duration), then an
+   * optional comment. `durationMs` is set once the duration is accepted.
+   */
+  | {
+    readonly kind: 'silence';
+    readonly target: AlertTarget;
+    readonly step: 'duration' | 'comment';
+    readonly input: string;
+    readonly duration: string;
+    readonly durationMs: number | null;
+    readonly error: string | null;
+  };
 
 export interface ViewState {
   /** The key (rowKey) of the selected row, kept across refreshes and re-sorting. */

@@ -1,9 +1,14 @@
 /** Every check, in one explicit list (the order of docs/alerts.md), and per-cluster threshold overrides. */
+import { customSqlCheck, httpEndpointCheck } from './application.js';
+import { backupsCheck } from './backups.js';
 import { deadlocksCheck, multixactWraparoundCheck, xidWraparoundCheck } from './databases.js';
+import { monitorCheck } from './monitor.js';
 import { replicationLagCheck, replicationSlotsCheck, walArchivingCheck } from './replication.js';
+import { sequencesCheck } from './sequences.js';
 import { connectionsCheck, connectivityCheck, poolerCheck, restartCheck } from './server.js';
 import { idleInTransactionCheck, lockWaitsCheck, longQueryCheck, oldestTransactionCheck } from './sessions.js';
 import { slowQueriesCheck } from './statements.js';
+import { checkpointsCheck, diskCheck, walSizeCheck } from './storage.js';
 import { autovacuumCheck, bloatCheck, invalidIndexesCheck } from './tables.js';
 import type { Check, Thresholds } from './types.js';
 
@@ -26,7 +31,15 @@ export const checks: readonly Check[] = [
   autovacuumCheck,
   bloatCheck,
   invalidIndexesCheck,
+  sequencesCheck,
+  diskCheck,
+  walSizeCheck,
+  checkpointsCheck,
   slowQueriesCheck,
+  backupsCheck,
+  httpEndpointCheck,
+  customSqlCheck,
+  monitorCheck,
 ] as readonly Check[];
 
 /** The check with this id, or undefined. */

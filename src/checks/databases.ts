@@ -58,11 +58,13 @@ export const deadlocksCheck: Check<{ readonly warningCount: number; readonly cri
     for (const database of snapshot.databases) {
       const since = deadlocksSince(database, state, now, snapshot.intervalSeconds);
       if (since === null || since.count < t.warningCount) continue;
-      const perMinute = since.count / since.minutes;
+      // As for the probe's delta: one deadlock seconds after the previous evaluation is not "20 per minute".
+      const rateMinutes = Math.max(1, since.minutes);
+      const perMinute = since.count / rateMinutes;
       const critical = perMinute > t.criticalPerMinute;
       findings.push(finding(id, {
         severity: critical ? 'critical' : 'warning', subject: `database ${database.name}`, value: since.count,
-        threshold: critical ? t.criticalPerMinute * since.minutes : t.warningCount, warningThreshold: t.warningCount, unit: 'deadlocks',
+        threshold: critical ? t.criticalPerMinute * rateMinutes : t.warningCount, warningThreshold: t.warningCount, unit: 'deadlocks',
         message: `database ${database.name}: ${since.count} deadlock${since.count === 1 ? '' : 's'} in the last ${formatDuration(since.minutes * 60)} (${perMinute.toFixed(1)} per minute) ${critical ? `(critical > ${t.criticalPerMinute} per minute)` : `(warning ≥ ${t.warningCount})`}`,
         context: { details: { perMinute: Number(perMinute.toFixed(2)), totalSinceReset: database.deadlocks } },
       }));

@@ -38,7 +38,9 @@ export function alertsMarkdown(): string {
       '',
       `- **Warning:** ${levels.warning}.`,
       `- **Critical:** ${levels.critical}.`,
-      `- **Evaluated:** ${cadenceWords[check.cadence]} (${cadenceMs[check.cadence] / 1000} s), from the ${check.probes.join(' and ')} probe${check.probes.length === 1 ? '' : 's'}.`,
+      check.probes.length === 0
+        ? '- **Evaluated:** on every clock tick of `pgwarden --watch`, from the watcher\'s own state (no probe).'
+        : `- **Evaluated:** ${cadenceWords[check.cadence]} (${cadenceMs[check.cadence] / 1000} s), from the ${check.probes.join(' and ')} probe${check.probes.length === 1 ? '' : 's'}.`,
       `- **Thresholds:** ${thresholds.length === 0 ? 'none' : thresholds.map(([name, value]) => `\`${name}\` = ${value}`).join(', ')}.`,
       '',
       `**What it means.** ${check.runbook.summary}`,

@@ -3,12 +3,14 @@
  * reports like a Nagios plugin (docs/alerts-check.md): a status line with performance data, one
  * line per finding that is not OK, and the exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
  */
+import { applicationCheckIds } from '../checks/application.js';
 import { checkById, checks as catalogue } from '../checks/catalogue.js';
 import type { Check, Finding, Severity } from '../checks/types.js';
 import type { Config } from '../config/types.js';
 import { openTargets, type OpenTargets } from '../db/targets.js';
 import { isUserError, messageOf } from '../errors.js';
 import { toJsonValue } from '../format/json.js';
+import { evaluateApplication, healthChecksOf } from '../health/application.js';
 import { probeById, probes as allProbes } from '../probes/index.js';
 import { runProbe } from '../probes/run-probe.js';
 import type { AnyProbe, Results } from '../probes/runner.js';
@@ -175,7 +177,10 @@ export async function alertsCheck(config: Config, options: AlertsCheckOptions): 
   if (unknownIds.length > 0) {
     return usageProblem(`unknown check ${unknownIds.map((id) => `"${id}"`).join(', ')}; known: ${catalogue.map((check) => check.id).join(', ')}`, options.json);
   }
-  const selected = ids.length === 0 ? catalogue : catalogue.filter((check) => ids.includes(check.id));
+  const chosen = ids.length === 0 ? catalogue : catalogue.filter((check) => ids.includes(check.id));
+  // The application checks need no probe: src/health measures the cluster's endpoints and SQL checks.
+  const selected = chosen.filter((check) => !applicationCheckIds.has(check.id));
+  const appChecks = chosen.filter((check) => applicationCheckIds.has(check.id)).map((check) => check.id);
   let targets: OpenTargets;
   try {
     targets = openTargets(config, { cluster: options.cluster, node: options.node });
@@ -183,7 +188,26 @@ export async function alertsCheck(config: Config, options: AlertsCheckOptions): 
     if (isUserError(error)) return usageProblem(`${error.message}${error.hint === undefined ? '' : ` (${error.hint})`}`, options.json);
     throw error;
   }
+  // Measured while the probes run; a failure of the evaluation itself is UNKNOWN, never a crash.
+  const application: Promise<readonly Finding[]> = appChecks.length === 0
+    ? Promise.resolve([])
+    : evaluateApplication(config, targets.clusterName, new Date(), { checks: appChecks }).then(
+      (outcome) => outcome.findings,
+      (error: unknown) => appChecks.map((id): Finding => ({
+        checkId: id, severity: 'unknown', subject: 'cluster', value: null, threshold: null, warningThreshold: null, unit: '',
+        message: `cannot evaluate: ${messageOf(error)}`, context: {}, runbook: `docs/alerts.md#${id}`,
+      })),
+    );
   try {
+    if (selected.length === 0) {
+      const findings = await application;
+      const { http, sql } = healthChecksOf(config, targets.clusterName);
+      const configured = (appChecks.includes('http-endpoint') ? http.length : 0) + (appChecks.includes('custom-sql') ? sql.length : 0);
+      if (configured === 0) {
+        return usageProblem(`nothing to check: no ${appChecks.map((id) => (id === 'http-endpoint' ? 'health.http endpoint' : 'health.sql check')).join(' or ')} for cluster "${targets.clusterName}" in ${config.source}`, options.json);
+      }
+      return output(findings, options.json);
+    }
     const probes = probesFor(selected);
     const first = await runPass(config, targets, probes, undefined);
     let second: Results = first;
@@ -199,9 +223,10 @@ export async function alertsCheck(config: Config, options: AlertsCheckOptions): 
       // connectivity failure alone (inhibition, as the alert engine does for an instance down).
       const connectivity: Finding[] = evaluateAll([checkById('connectivity') as Check], first, second, new Date());
       const muted = selected.filter((check) => check.id !== 'connectivity').length;
-      return output(connectivity, options.json, muted > 0 ? [`${muted} other checks not evaluated: the server does not answer`] : []);
+      // The application checks were measured on their own (an endpoint may well answer): they stay.
+      return output([...connectivity, ...(await application)], options.json, muted > 0 ? [`${muted} other checks not evaluated: the server does not answer`] : []);
     }
-    return output(findings, options.json);
+    return output([...findings, ...(await application)], options.json);
   } finally {
     await targets.close();
   }

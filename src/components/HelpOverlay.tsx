@@ -15,6 +15,7 @@ export const scopeTitles: readonly (readonly [Scope, string])[] = [
   ['activity', 'Sessions (Activity and Locks)'],
   ['locks', 'Locks'],
   ['tables', 'Tables'],
+  ['alerts', 'Alerts'],
   ['dialog', 'Dialogs and prompts'],
 ];
 

@@ -22,6 +22,15 @@ export interface NamedWebhook extends WebhookConfig {
 /** Threshold overrides: cluster name (or "*" for every cluster) → check id → threshold name → value. */
 export type ThresholdOverrides = Readonly<Record<string, Readonly<Record<string, Readonly<Record<string, number>>>>>>;
 
+/** `alerting.heartbeat`: a dead-man's-switch URL pinged after each good round, and an optional "alive" notice. */
+export interface HeartbeatConfig {
+  /** GET after each successful round, at most every `everyMs` (e.g. https://hc-ping.com/<uuid>). */
+  readonly url: string;
+  readonly everyMs: number;
+  /** A "pgwarden is alive" notice to every team's channels this often; undefined: none. */
+  readonly digestEveryMs: number | undefined;
+}
+
 /** The validated alerting section. */
 export interface AlertingConfig {
   /** Where the watcher keeps the engine state and the outbox. */
@@ -40,6 +49,8 @@ export interface AlertingConfig {
   /** Applied to each channel separately; undefined: no limit. */
   readonly rateLimit: RateLimit | undefined;
   readonly thresholds: ThresholdOverrides;
+  /** undefined: no heartbeat. */
+  readonly heartbeat: HeartbeatConfig | undefined;
 }
 
 /** The channel id of the email channel in Team.channels. */
@@ -70,6 +81,7 @@ export function defaultAlerting(): AlertingConfig {
     cooldownMs: 0,
     rateLimit: undefined,
     thresholds: {},
+    heartbeat: undefined,
   };
 }
 
@@ -300,6 +312,23 @@ function parseThresholds(v: Validator, value: Json | undefined, clusterNames: re
   return out;
 }
 
+function parseHeartbeat(v: Validator, value: Json | undefined): HeartbeatConfig {
+  const key = 'alerting.heartbeat';
+  const raw = v.object(value, key, ['url', 'every_s', 'digest_every_h']);
+  const url = v.string(raw['url'], `${key}.url`, 'https://hc-ping.com/<your-check-uuid>');
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  // The URL is not echoed: a heartbeat URL carries its token.
+  if (protocol !== 'http:' && protocol !== 'https:') v.fail(`${key}.url`, 'not an http or https URL', 'write the full URL, e.g. "https://hc-ping.com/<your-check-uuid>"');
+  const everyS = raw['every_s'] === undefined ? 60 : v.integer(raw['every_s'], `${key}.every_s`, 1, 86_400);
+  const digestH = raw['digest_every_h'] === undefined ? undefined : v.integer(raw['digest_every_h'], `${key}.digest_every_h`, 1, 720);
+  return { url, everyMs: everyS * 1000, digestEveryMs: digestH === undefined ? undefined : digestH * 3_600_000 };
+}
+
 /**
  * Validates the `alerting` section (undefined: the defaults). Cluster names, when the file
  * declares clusters, are used to catch a misspelt cluster in `thresholds`. `file` is not read:
@@ -308,7 +337,7 @@ function parseThresholds(v: Validator, value: Json | undefined, clusterNames: re
 export function parseAlerting(v: Validator, value: Json | undefined, file: string, clusterNames: readonly string[] = []): AlertingConfig {
   const defaults = defaultAlerting();
   if (value === undefined) return defaults;
-  const raw = v.object(value, 'alerting', ['state_dir', 'email', 'webhooks', 'ndjson', 'teams', 'timing', 'rate_limit', 'thresholds']);
+  const raw = v.object(value, 'alerting', ['state_dir', 'email', 'webhooks', 'ndjson', 'teams', 'timing', 'rate_limit', 'thresholds', 'heartbeat']);
   const email = raw['email'] === undefined ? undefined : parseEmail(v, raw['email']);
   const webhooks = raw['webhooks'] === undefined ? [] : parseWebhooks(v, raw['webhooks']);
   const hookNames = new Set(webhooks.map((hook) => hook.name));
@@ -357,5 +386,6 @@ export function parseAlerting(v: Validator, value: Json | undefined, file: strin
     cooldownMs,
     rateLimit,
     thresholds: raw['thresholds'] === undefined ? {} : parseThresholds(v, raw['thresholds'], clusterNames),
+    heartbeat: raw['heartbeat'] === undefined ? undefined : parseHeartbeat(v, raw['heartbeat']),
   };
 }

@@ -1,5 +1,6 @@
 /** The validated configuration, as the rest of pgwarden sees it. */
 import type { AlertingConfig } from './alerting.js';
+import type { HealthConfig } from './health.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
@@ -54,4 +55,6 @@ export interface Config {
   readonly auditLog: string | undefined;
   /** Channels, teams, timings and threshold overrides of the alert engine (src/config/alerting.ts). */
   readonly alerting: AlertingConfig;
+  /** HTTP endpoints and custom SQL checks of the application (src/config/health.ts). */
+  readonly health: HealthConfig;
 }

@@ -43,7 +43,8 @@ function tableOf(key: string, items: readonly Record<string, unknown>[], width: 
   const keys = [...new Set(items.flatMap((item) => Object.keys(item)))].filter((k) =>
     items.every((item) => isScalar(item[k]) || (Array.isArray(item[k]) && (item[k] as unknown[]).every(isScalar))),
   );
-  const textHeavy = (k: string): boolean => /query|text|command/i.test(k);
+  // Long text, and lists of paths or names (storage locations, the columns a sequence feeds).
+  const textHeavy = (k: string): boolean => /query|text|command|paths|locations|columns/i.test(k);
   const columns: TextColumn[] = keys.map((k) => ({
     title: words(k),
     align: items.some((item) => typeof item[k] === 'number') ? 'right' : 'left',

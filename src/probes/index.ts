@@ -5,22 +5,27 @@ import { databasesProbe } from './databases.js';
 import { locksProbe } from './locks.js';
 import { pgbouncerProbe } from './pgbouncer.js';
 import { replicationProbe } from './replication.js';
+import { sequencesProbe } from './sequences.js';
 import { statementsProbe } from './statements.js';
 import { tablesProbe } from './tables.js';
 import { serverProbe } from './server.js';
+import { storageProbe } from './storage.js';
 import type { AnyProbe, Results } from './runner.js';
 import type { ProbeId, ProbeResult } from './types.js';
 import type { ActivitySnapshot } from './activity.js';
+import type { ApplicationSnapshot } from './application.js';
 import type { ConnectionsSnapshot } from './connections.js';
 import type { DatabasesSnapshot } from './databases.js';
 import type { LocksSnapshot } from './locks.js';
 import type { PgBouncerSnapshot } from './pgbouncer.js';
 import type { ReplicationSnapshot } from './replication.js';
+import type { SequencesSnapshot } from './sequences.js';
 import type { ServerSnapshot } from './server.js';
 import type { StatementsSnapshot } from './statements.js';
+import type { StorageSnapshot } from './storage.js';
 import type { TablesSnapshot } from './tables.js';
 
-export const probes: readonly AnyProbe[] = [serverProbe, activityProbe, connectionsProbe, locksProbe, databasesProbe, tablesProbe, replicationProbe, statementsProbe, pgbouncerProbe] as readonly AnyProbe[];
+export const probes: readonly AnyProbe[] = [serverProbe, activityProbe, connectionsProbe, locksProbe, databasesProbe, tablesProbe, replicationProbe, statementsProbe, pgbouncerProbe, storageProbe, sequencesProbe] as readonly AnyProbe[];
 
 /** The probe with this id, or undefined. */
 export function probeById(id: string): AnyProbe | undefined {
@@ -40,6 +45,10 @@ export interface SnapshotMap {
   replication: ReplicationSnapshot;
   statements: StatementsSnapshot;
   pgbouncer: PgBouncerSnapshot;
+  storage: StorageSnapshot;
+  sequences: SequencesSnapshot;
+  /** Filled in by src/health (the watcher, `alerts check`), not by a probe. */
+  application: ApplicationSnapshot;
 }
 
 /** The result of one probe with its snapshot type; pending when the probe has not run (or is disabled). */

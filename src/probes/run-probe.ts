@@ -60,6 +60,8 @@ export async function runProbe<S>(
         followUpError = messageOf(error);
       }
     }
+    // Host facts SQL cannot give (statfs of a local data directory) join the rows.
+    if (probe.local !== undefined) Object.assign(rows, await probe.local(rows));
     const at = now();
     const snapshot = probe.parse(rows, { server, now: at, previous: options.previous?.snapshot, previousAt: options.previous?.at, followUpError, inputs: options.inputs ?? {} });
     return { status: 'ok', snapshot, at, durationMs: performance.now() - started };

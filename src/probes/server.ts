@@ -65,7 +65,8 @@ export const serverProbe: Probe<ServerSnapshot> = {
                     pg_is_in_recovery() as in_recovery,
                     case when pg_is_in_recovery()
                          then coalesce((select received_tli from pg_stat_wal_receiver), (select timeline_id from pg_control_checkpoint()))
-                         else (select timeline_id from pg_control_checkpoint()) end as timeline,
+                         -- The checkpoint's timeline lags a promotion until the next checkpoint; the current WAL file's name does not.
+                         else ('x' || left(pg_walfile_name(pg_current_wal_lsn()), 8))::bit(32)::int end as timeline,
                     current_setting('data_checksums') = 'on' as data_checksums,
                     current_setting('max_connections')::int as max_connections,
                     current_setting('superuser_reserved_connections')::int

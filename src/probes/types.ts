@@ -13,7 +13,11 @@ export type ProbeId =
   | 'tables'
   | 'replication'
   | 'statements'
-  | 'pgbouncer';
+  | 'pgbouncer'
+  | 'storage'
+  | 'sequences'
+  /** Not a probe: the application health snapshot that src/health fills in (src/probes/application.ts). */
+  | 'application';
 
 /** Rows of each named query a probe ran. */
 export type RowSets = Readonly<Record<string, readonly Row[]>>;
@@ -73,6 +77,12 @@ export interface Probe<S> {
   readonly followUpOptional?: boolean;
   /** Further queries that depend on the first rows (e.g. confirming bloat with pgstattuple). */
   followUp?(rows: RowSets, server: ServerInfo | undefined, previous?: Stamped<S>): Readonly<Record<string, Query>>;
+  /**
+   * Host I/O after the queries, for facts SQL cannot give (free disk with statfs when the data
+   * directory is on this host). Its row sets join the rows parse() receives; an expected failure
+   * is reported in those rows, not thrown.
+   */
+  local?(rows: RowSets): Promise<RowSets>;
   /** Pure: rows to snapshot. NULL stays null; int8 and numeric are converted deliberately. */
   parse(rows: RowSets, context: ParseContext<S>): S;
   /** An SQLSTATE that means "unsupported" rather than "failed" for this probe (e.g. a missing view). */

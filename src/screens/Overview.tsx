@@ -18,6 +18,7 @@ import type { ReplicationSnapshot } from '../probes/replication.js';
 import type { ServerSnapshot } from '../probes/server.js';
 import type { StatementsSnapshot } from '../probes/statements.js';
 import type { ProbeId, ProbeResult } from '../probes/types.js';
+import { alertCounts, elapsed, placeOf, topAlerts, valueAgainst, type AlertsView } from '../app/alerts-view.js';
 import { bar, fitParts, formatMillis, PartsLine, ScreenFrame, type Part, type Tone } from './common.js';
 import { saturationTone } from './Pool.js';
 import { lagTone } from './Replication.js';
@@ -25,8 +26,10 @@ import type { ScreenModule, ScreenProps } from './types.js';
 
 /** Shown until the backup issue brings backups. */
 export const backupsPlaceholder = 'not configured (arrives with the backup issue)';
-/** Shown until the alerting issue brings alerts. */
+/** Shown when the console runs no alert engine. */
 export const alertsPlaceholder = 'none (alerting not configured yet)';
+/** The firing alerts listed under the counts, at most. */
+export const overviewTopAlerts = 3;
 
 /** Oldest transaction: warning at 15 min, critical at 1 h (DESIGN.md §5). */
 export const oldestTransactionWarningSeconds = 15 * 60;
@@ -187,6 +190,38 @@ function topStatementParts(snapshot: StatementsSnapshot): Part[] {
   return [{ text: `${formatDuration(top.totalExecMs / 1000)} total`, tone: 'accent' }, { text: ` ${top.query}` }];
 }
 
+/** Firing and unknown alerts by severity, then pending, and how many are silenced or acknowledged. */
+export function alertCountParts(view: AlertsView, now: Date): Part[] {
+  const counts = alertCounts(view, now);
+  return [
+    { text: `${counts.critical} critical`, tone: counts.critical > 0 ? 'critical' : undefined },
+    { text: ', ' },
+    { text: `${counts.warning} warning`, tone: counts.warning > 0 ? 'warning' : undefined },
+    { text: ', ' },
+    { text: `${counts.unknown} unknown`, tone: counts.unknown > 0 ? 'stale' : undefined },
+    { text: counts.pending > 0 ? `, ${counts.pending} pending` : '', tone: 'muted' },
+    { text: counts.muted > 0 ? ` (${counts.muted} silenced or acknowledged)` : '', tone: 'muted' },
+    { text: view.evaluatedAt === null ? ' · waiting for the first evaluation' : '', tone: 'muted' },
+  ];
+}
+
+/** The worst firing alerts, one line each, under the counts. */
+function topAlertLines(view: AlertsView, now: Date, count: number): OverviewLine[] {
+  return topAlerts(view, now, count).map((entry): OverviewLine => {
+    const { alert } = entry;
+    const tone: Tone | undefined = entry.section === 'muted' ? 'muted' : alert.severity === 'critical' ? 'critical' : alert.severity === 'warning' ? 'warning' : alert.severity === 'unknown' ? 'stale' : undefined;
+    return {
+      label: '',
+      parts: [
+        { text: alert.severity, tone },
+        { text: ` ${alert.checkId} ${alert.subject} on ${placeOf(alert)}` },
+        { text: ` ${[valueAgainst(alert.finding.value, alert.finding.threshold, alert.finding.unit), elapsed(alert.firingSince ?? alert.firstSeen, now)].filter((part) => part !== '-').join(', ')}`, tone: 'muted' },
+        { text: entry.section === 'muted' ? (alert.acknowledged === null ? ' (silenced)' : ' (acknowledged)') : '', tone: 'muted' },
+      ],
+    };
+  });
+}
+
 /** The overview's lines, in reading order. */
 export function overviewLines(props: ScreenProps): readonly OverviewLine[] {
   const barWidth = Math.max(4, Math.min(20, props.width - 70));
@@ -200,8 +235,17 @@ export function overviewLines(props: ScreenProps): readonly OverviewLine[] {
     { label: 'lock waits', parts: fromProbe(props, 'locks', lockParts) },
     { label: 'top query', parts: fromProbe(props, 'statements', topStatementParts) },
     { label: 'backups', parts: [{ text: backupsPlaceholder, tone: 'muted' }] },
-    { label: 'alerts', parts: [{ text: alertsPlaceholder, tone: 'muted' }] },
+    ...alertLines(props),
   ];
+}
+
+/** The alerts line (counts), and the top firing alerts under it while the screen has room for them. */
+function alertLines(props: ScreenProps): OverviewLine[] {
+  const view = props.alerts;
+  if (view === undefined) return [{ label: 'alerts', parts: [{ text: alertsPlaceholder, tone: 'muted' }] }];
+  // Nine lines above, a blank line and probe troubles below: the top alerts take what is left.
+  const room = Math.max(0, Math.min(overviewTopAlerts, props.height - 11));
+  return [{ label: 'alerts', parts: alertCountParts(view, props.now) }, ...topAlertLines(view, props.now, room)];
 }
 
 /** The probes the overview reads, with the words their status lines use. */
@@ -273,8 +317,8 @@ function OverviewScreen(props: ScreenProps): ReactElement {
   const hidden = troubled.slice(shown.length).reduce((sum, entry) => sum + entry.id.split(',').length, 0);
   return (
     <ScreenFrame width={width} height={height}>
-      {lines.map((line) => (
-        <OverviewRow key={line.label} line={line} width={width} theme={theme} />
+      {lines.map((line, index) => (
+        <OverviewRow key={`${line.label}-${index}`} line={line} width={width} theme={theme} />
       ))}
       {troubled.length > 0 && height > lines.length + 1 ? <PartsLine parts={[{ text: ' ' }]} width={width} theme={theme} /> : null}
       {shown.map(({ id, what, result }) => (

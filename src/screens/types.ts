@@ -1,5 +1,7 @@
 /** The contract between the console shell (src/app) and the screens. */
 import type { Results } from '../probes/runner.js';
+import type { AlertTarget } from '../app/alert-prompts.js';
+import type { AlertsView } from '../app/alerts-view.js';
 import type { UiState, ViewId, ViewState } from '../app/state.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import type { Theme } from '../components/theme.js';
@@ -25,6 +27,8 @@ export interface ScreenProps {
   /** The target being watched, e.g. "prod / db1 (postgres@db1:5432/postgres)". */
   readonly target: string;
   readonly now: Date;
+  /** The console's alert engine (absent when it is not running). */
+  readonly alerts?: AlertsView | undefined;
 }
 
 /** What the shell needs of a list screen to move the cursor, sort, filter and act on a row. */
@@ -43,6 +47,18 @@ export type Selection =
   | { readonly kind: 'table'; readonly schema: string; readonly name: string }
   | { readonly kind: 'index'; readonly schema: string; readonly name: string; readonly invalid: boolean }
   | { readonly kind: 'statement'; readonly key: string }
+  /**
+   * A row of the Alerts view. `target` is the alert it is about (none for a silence row); `status`
+   * its state now (null when it is no longer active); `silenceId` the silence on the row or covering it.
+   */
+  | {
+    readonly kind: 'alert';
+    readonly rowKey: string;
+    readonly target: AlertTarget | null;
+    readonly status: 'pending' | 'firing' | 'unknown' | 'resolved' | null;
+    readonly acknowledged: boolean;
+    readonly silenceId: string | null;
+  }
   | { readonly kind: 'none' };
 
 export interface ScreenModule<R = unknown> {

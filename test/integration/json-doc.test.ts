@@ -25,8 +25,9 @@ const bouncerAlias = `json_doc_${unique}`;
 const dir = mkdtempSync(join(tmpdir(), 'pgwarden-json-doc-'));
 
 // Every probe must have a section: `satisfies` rejects a misspelt id, Exhaustive makes a new ProbeId a compile error until it is listed.
-const allProbes = ['server', 'activity', 'connections', 'locks', 'databases', 'tables', 'replication', 'statements', 'pgbouncer'] as const satisfies readonly ProbeId[];
-type Exhaustive = Exclude<ProbeId, (typeof allProbes)[number]> extends never ? true : never;
+const allProbes = ['server', 'activity', 'connections', 'locks', 'databases', 'tables', 'replication', 'statements', 'pgbouncer', 'storage', 'sequences'] as const satisfies readonly ProbeId[];
+// 'application' is not a probe `show` runs: src/health fills it in for the application checks.
+type Exhaustive = Exclude<ProbeId, (typeof allProbes)[number] | 'application'> extends never ? true : never;
 const exhaustive: Exhaustive = true;
 
 /**
@@ -216,6 +217,8 @@ beforeAll(async () => {
   for (let i = 0; i < 3; i++) await p.sql(`select count(*) from bloated where id > ${i}`);
   const s = standby;
   await s.sql(`select pg_create_physical_replication_slot('json_doc_on_standby')`);
+  // A sequence feeding a column, for the sequences probe.
+  await p.sql('create table json_doc_ids (id integer generated always as identity primary key)');
 
   // PgBouncer in front of the shared server, with one client holding a linked server connection.
   const backend = new URL(dsn);
@@ -349,6 +352,18 @@ describe('docs/json.md against the real `pgwarden show --json`', () => {
     expect(arrayAt(snapshot, 'tables').some((table) => isObject(table['confirmed'] ?? null))).toBe(true);
     expect(arrayAt(snapshot, 'indexes').some((index) => isObject(index['confirmed'] ?? null))).toBe(true);
     compareWithDoc('tables', [snapshot]);
+  });
+
+  it('documents every field of storage, with the free disk of the local data directory', async () => {
+    const snapshot = await snapshotOf('storage', ['--dsn', primary!.dsn()]);
+    expect(snapshot['disk']).toMatchObject({ local: true, unknown_reason: null });
+    compareWithDoc('storage', [snapshot]);
+  });
+
+  it('documents every field of sequences', async () => {
+    const snapshot = await snapshotOf('sequences', ['--dsn', primary!.dsn()]);
+    expect(arrayAt(snapshot, 'sequences').map((sequence) => sequence['name'])).toContain('json_doc_ids_id_seq');
+    compareWithDoc('sequences', [snapshot]);
   });
 
   it('has a section for every probe and no section for a probe that does not exist', () => {

@@ -27,6 +27,15 @@ describe('deadlocks', () => {
     const first = withDatabases((d) => (d.name === 'app' ? { deadlocksDelta: 1 } : {}));
     expect(summary(run(deadlocksCheck, first))).toEqual([['warning', 'database app', 'database app: 1 deadlock in the last 1m00s (1.0 per minute) (warning ≥ 1)']]);
   });
+
+  it('counts the rate over at least a minute when evaluations are seconds apart (seen on a real server)', () => {
+    const state = stateAfter(deadlocksCheck, okResults({ databases: { ...databasesSnapshot, sampledAt: ago(3) } }));
+    const one = withDatabases((d) => (d.name === 'app' ? { deadlocks: 1 } : {}));
+    expect(summary(run(deadlocksCheck, one, { previous: state }))).toEqual([['warning', 'database app', 'database app: 1 deadlock in the last 3.0s (1.0 per minute) (warning ≥ 1)']]);
+    const six = withDatabases((d) => (d.name === 'app' ? { deadlocks: 6 } : {}));
+    const critical = run(deadlocksCheck, six, { previous: state })[0];
+    expect([critical?.severity, critical?.message, critical?.threshold]).toEqual(['critical', 'database app: 6 deadlocks in the last 3.0s (6.0 per minute) (critical > 5 per minute)', 5]);
+  });
 });
 
 describe('wraparound', () => {

@@ -348,6 +348,7 @@ describe('HelpOverlay', () => {
       'Lists (every view with rows)',
       'Sessions (Activity and Locks)',
       'Tables',
+      'Alerts',
       'Dialogs and prompts',
     ]);
   });
@@ -362,7 +363,7 @@ describe('HelpOverlay', () => {
   it('fits 80×20, wrapping long descriptions under their column, and shows the position', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={20} scroll={0} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                              1-19/57',
+        'Key bindings (esc to close)                                              1-19/71',
         'Everywhere',
         'q, ^C      Quit and restore the terminal',
         '?          Show every key binding',
@@ -381,7 +382,7 @@ describe('HelpOverlay', () => {
         '5          Tables: bloat, dead tuples, vacuum',
         '6          Replication: standbys, slots, archiver',
         '7          Queries: pg_stat_statements',
-        '8          Alerts (arrives with the alerting issue)',
+        '8          Alerts: firing, pending, unknown, silenced and acknowledged, recent',
       ].join('\n'),
     );
   });
@@ -389,10 +390,10 @@ describe('HelpOverlay', () => {
   it('scrolls to the last page and no further', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={10} scroll={1000} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                             49-57/57',
-        'a          ANALYZE the selected table (dangerous)',
-        'R          REINDEX INDEX CONCURRENTLY the selected invalid index (dangerous)',
-        '           needs a selected invalid index, listed under the tables',
+        'Key bindings (esc to close)                                             63-71/71',
+        '           needs a selected alert or history event',
+        'u          Remove the selected silence (or the one covering the selected alert)',
+        '           needs a selected silence, or an alert a silence covers',
         '',
         'Dialogs and prompts',
         'enter      Confirm (after typing what is asked, when asked)',
