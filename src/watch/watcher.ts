@@ -657,11 +657,12 @@ export class Watcher {
 export const intervalsVariable = 'PGWARDEN_WATCH_INTERVALS_MS';
 
 /** The tick and cadence overrides of PGWARDEN_WATCH_INTERVALS_MS; a malformed value is a user error. */
-export function intervalsFromEnv(env: Readonly<Record<string, string | undefined>>): { tickMs?: number; cadenceMs?: Partial<Record<Cadence, number>> } {
+export function intervalsFromEnv(env: Readonly<Record<string, string | undefined>>): { tickMs?: number; cadenceMs?: Partial<Record<Cadence, number>>; outbox?: OutboxOptions } {
   const text = env[intervalsVariable];
   if (text === undefined || text.trim() === '') return {};
   const cadenceMs: Partial<Record<Cadence, number>> = {};
   let tickMs: number | undefined;
+  let retryMs: number | undefined;
   for (const part of text.split(',')) {
     const [name = '', value = ''] = part.split('=').map((item) => item.trim());
     const ms = Number(value);
@@ -669,10 +670,16 @@ export function intervalsFromEnv(env: Readonly<Record<string, string | undefined
       throw new UserError(`${intervalsVariable}: "${part}" is not name=milliseconds (50 to 86400000)`, `write it as ${intervalsVariable}=tick=1000,fast=5000`);
     }
     if (name === 'tick') tickMs = ms;
+    else if (name === 'retry') retryMs = ms;
     else if (name === 'fast' || name === 'normal' || name === 'slow') cadenceMs[name] = ms;
-    else throw new UserError(`${intervalsVariable}: unknown interval "${name}"`, 'use tick, fast, normal or slow');
+    else throw new UserError(`${intervalsVariable}: unknown interval "${name}"`, 'use tick, fast, normal, slow or retry');
   }
-  return { ...(tickMs === undefined ? {} : { tickMs }), cadenceMs };
+  return {
+    ...(tickMs === undefined ? {} : { tickMs }),
+    cadenceMs,
+    // retry: the outbox's first back-off after a failed delivery (it doubles up to 4 times that).
+    ...(retryMs === undefined ? {} : { outbox: { initialBackoffMs: retryMs, maxBackoffMs: 4 * retryMs } }),
+  };
 }
 
 /** How runWatch learns that the config must be reloaded (SIGHUP, wired by the CLI). */
