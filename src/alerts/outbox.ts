@@ -7,9 +7,9 @@
  *
  * Time is passed in (`now`), never read, so tests drive the back-off with plain dates.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fsyncDir, writeFileAtomic } from '../atomic-file.js';
 import type { Notice } from './types.js';
 
 /** Sends one notice on one channel; resolves when the channel accepted it, throws otherwise. */
@@ -96,29 +96,6 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Writes a file so that it is either absent or complete, even across a power cut. */
-async function writeAtomic(dir: string, name: string, content: string): Promise<void> {
-  const temp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(temp, 'wx');
-  try {
-    await handle.writeFile(content, 'utf8');
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, join(dir, name));
-  await fsyncDir(dir);
-}
-
 function serialize(notice: Notice, delivery: DeliveryState): string {
   const stored: StoredNotice = { notice: { ...notice, createdAt: notice.createdAt.toISOString() }, delivery };
   return `${JSON.stringify(stored, null, 2)}\n`;
@@ -172,7 +149,7 @@ export class Outbox {
     return this.exclusive(async () => {
       const name = fileName(notice.id);
       if ((await exists(join(this.dir, name))) || (await exists(join(this.dir, sentDir, name)))) return 'duplicate';
-      await writeAtomic(this.dir, name, serialize(notice, fresh));
+      await writeFileAtomic(this.dir, name, serialize(notice, fresh));
       return 'queued';
     });
   }
@@ -235,7 +212,7 @@ export class Outbox {
             nextAttemptAt: at + backoffMs(attempts, this.initialBackoffMs, this.maxBackoffMs),
             lastError: error instanceof Error ? error.message : String(error),
           };
-          await writeAtomic(this.dir, name, serialize(notice, next));
+          await writeFileAtomic(this.dir, name, serialize(notice, next));
           const isStale = this.isStale(next, at);
           if (isStale) stale.push(notice.id);
           heldThreads.add(notice.threadId);
@@ -243,7 +220,7 @@ export class Outbox {
           continue;
         }
         const done: DeliveryState = { ...delivery, attempts: delivery.attempts + 1, lastAttemptAt: at, nextAttemptAt: null, lastError: null };
-        await writeAtomic(join(this.dir, sentDir), name, serialize(notice, done));
+        await writeFileAtomic(join(this.dir, sentDir), name, serialize(notice, done));
         await unlink(join(this.dir, name));
         await fsyncDir(this.dir);
         sent.push(notice.id);

@@ -6,9 +6,10 @@
  * `commands/rejected/` and reported, never fatal.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCommand, type AlertCommand } from '../alerts/commands.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { messageOf } from '../errors.js';
 
 /** The spool directory under a state directory. */
@@ -49,19 +50,7 @@ export async function queueCommand(stateDir: string, command: AlertCommand): Pro
   const dir = commandsDir(stateDir);
   await mkdir(dir, { recursive: true });
   const id = newId();
-  // The temp name starts with a dot and does not end in .json: takeCommands never reads a half-written file.
-  const temp = join(dir, `.${id}.${process.pid}.tmp`);
-  const handle = await open(temp, 'wx');
-  try {
-    await handle.writeFile(`${JSON.stringify(command)}\n`, 'utf8');
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  }
-  await handle.close();
-  await rename(temp, commandPath(stateDir, id));
+  await writeFileAtomic(dir, `${id}.json`, `${JSON.stringify(command)}\n`);
   return id;
 }
 

@@ -1,7 +1,7 @@
 /** The watcher's persisted state: the alert engine's state and each check's nextState, in one JSON file. */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic-file.js';
 import { initialEngineState } from '../alerts/engine.js';
 import type { EngineState } from '../alerts/types.js';
 
@@ -39,22 +39,5 @@ export async function loadWatchState(stateDir: string): Promise<WatchState> {
 export async function saveWatchState(stateDir: string, state: WatchState): Promise<void> {
   await mkdir(stateDir, { recursive: true });
   const stored: StoredState = { version: 1, engine: state.engine, checks: state.checks };
-  const temp = join(stateDir, `.${stateFileName}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await open(temp, 'wx');
-  try {
-    await handle.writeFile(`${JSON.stringify(stored)}\n`, 'utf8');
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  }
-  await handle.close();
-  await rename(temp, join(stateDir, stateFileName));
-  const dir = await open(stateDir, 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  await writeFileAtomic(stateDir, stateFileName, `${JSON.stringify(stored)}\n`);
 }
