@@ -20,6 +20,7 @@ import { applyCommand, type AlertCommand } from '../alerts/commands.js';
 import { stepEngine } from '../alerts/engine.js';
 import { createNdjsonNotifier } from '../alerts/notifiers/ndjson.js';
 import { Outbox, type DeliveryReport, type OutboxOptions, type SendNotice } from '../alerts/outbox.js';
+import { alertKey } from '../alerts/state.js';
 import type { AlertEvent, EngineConfig, EngineState, Evaluation, Notice } from '../alerts/types.js';
 import { applicationCheckIds } from '../checks/application.js';
 import { checks as catalogue, resolveThresholds } from '../checks/catalogue.js';
@@ -53,6 +54,11 @@ export interface WatcherOptions {
   readonly cadenceMs?: Partial<Readonly<Record<Cadence, number>>>;
   /** The engine's clock tick (default 5 s): evaluations are collected and stepped this often. */
   readonly tickMs?: number;
+  /**
+   * How soon a node whose evaluation found a new problem is evaluated again to confirm it (the
+   * second failing evaluation that fires the alert), instead of a whole cadence later. Default 3 s.
+   */
+  readonly confirmMs?: number;
   /** Retry back-off of the outboxes. */
   readonly outbox?: OutboxOptions;
   readonly env?: Readonly<Record<string, string | undefined>>;
@@ -61,7 +67,8 @@ export interface WatcherOptions {
   readonly host?: string;
 }
 
-const defaultTickMs = 5000;
+const defaultTickMs = 1000;
+const defaultConfirmMs = 3000;
 /** Checks evaluated per node: all but the watcher's own and the application checks (per cluster, node "app"). */
 const nodeChecks: readonly Check[] = catalogue.filter((check) => check.id !== monitorCheck.id && !applicationCheckIds.has(check.id));
 
@@ -87,6 +94,8 @@ interface NodeWatch {
   server: ProbeResult<ServerSnapshot> | undefined;
   /** Removed by a reload: its evaluation in flight is discarded. */
   removed: boolean;
+  /** A new problem to confirm: these cadences are evaluated again at this time. */
+  confirm: { readonly at: number; readonly cadences: readonly Cadence[] } | undefined;
 }
 
 interface Channel {
@@ -145,6 +154,9 @@ export class Watcher {
   private readonly log: (line: string) => void;
   private readonly now: () => Date;
   private readonly tickMs: number;
+  private readonly confirmMs: number;
+  /** The state as last written, so that a step that changed nothing does not rewrite (and fsync) it. */
+  private savedText: string | undefined;
   private readonly cadence: Readonly<Record<Cadence, number>>;
   private readonly host: string;
   private config: Config;
@@ -185,6 +197,7 @@ export class Watcher {
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.now = options.now ?? (() => new Date());
     this.tickMs = options.tickMs ?? defaultTickMs;
+    this.confirmMs = options.confirmMs ?? defaultConfirmMs;
     this.cadence = { ...defaultCadenceMs, ...options.cadenceMs };
     this.host = options.host ?? hostname();
     this.engineConfig = engineConfigFrom(config.alerting);
@@ -232,7 +245,7 @@ export class Watcher {
   private openNode(cluster: ClusterConfig, node: NodeConfig): NodeWatch {
     const base = {
       cluster: cluster.name, node: node.name, fingerprint: nodeFingerprint(this.config, cluster, node), thresholds: clusterThresholds(this.config, cluster.name),
-      lastRun: new Map<Cadence, number>(), running: undefined, runningSince: null, runningIntervalMs: this.cadence.fast, lastError: null, server: undefined, removed: false,
+      lastRun: new Map<Cadence, number>(), running: undefined, runningSince: null, runningIntervalMs: this.cadence.fast, lastError: null, server: undefined, removed: false, confirm: undefined,
     };
     try {
       const targets = openTargets(this.config, { cluster: cluster.name, node: node.name });
@@ -296,15 +309,20 @@ export class Watcher {
     const now = this.now();
     for (const node of this.nodes) {
       if (node.running !== undefined) continue;
-      const due = dueCadences(node.lastRun, this.cadence, now.getTime(), this.tickMs);
+      const confirming = node.confirm !== undefined && now.getTime() >= node.confirm.at ? node.confirm.cadences : [];
+      const scheduled = dueCadences(node.lastRun, this.cadence, now.getTime(), this.tickMs);
+      const due = [...new Set([...scheduled, ...confirming])];
       if (due.length === 0) continue;
-      for (const cadence of due) node.lastRun.set(cadence, now.getTime());
+      node.confirm = undefined;
+      for (const cadence of scheduled) node.lastRun.set(cadence, now.getTime());
       node.runningSince = now.getTime();
       node.runningIntervalMs = Math.min(...due.map((cadence) => this.cadence[cadence]));
       node.running = this.evaluateNode(node, due)
         .then((evaluation) => {
           node.lastError = null;
-          if (!node.removed) this.pending.push(evaluation);
+          if (node.removed) return;
+          this.pending.push(evaluation);
+          if (this.hasNewProblem(evaluation)) node.confirm = { at: this.now().getTime() + this.confirmMs, cadences: due };
         })
         .catch((error: unknown) => {
           node.lastError = messageOf(error);
@@ -321,6 +339,15 @@ export class Watcher {
     } catch (error) {
       this.log(`engine step failed: ${redact(messageOf(error))}`);
     }
+  }
+
+  /** Whether an evaluation found a problem that is not firing yet: one evaluation more confirms it (or not). */
+  private hasNewProblem(evaluation: Evaluation): boolean {
+    return evaluation.findings.some((finding) => {
+      if (finding.severity !== 'warning' && finding.severity !== 'critical') return false;
+      const alert = this.engine?.alerts[alertKey(evaluation.cluster, evaluation.node, finding.checkId, finding.subject)];
+      return alert?.status !== 'firing';
+    });
   }
 
   private async evaluateNode(node: NodeWatch, due: readonly Cadence[]): Promise<Evaluation> {
@@ -391,7 +418,10 @@ export class Watcher {
     this.engine = result.state;
     let saved = false;
     try {
-      await saveWatchState(stateDir, { engine: this.engine, checks: this.checkStates });
+      const state = { engine: this.engine, checks: this.checkStates };
+      const text = JSON.stringify(state);
+      if (text !== this.savedText) await saveWatchState(stateDir, state);
+      this.savedText = text;
       saved = true;
       if (this.stateDirError !== null) this.log(`the state directory ${stateDir} is writable again`);
       this.stateDirError = null;

@@ -126,7 +126,8 @@ describe('pgwarden --watch (Watcher)', () => {
 
     const kinds = events(run).filter((event) => event['type'] === 'alert' && event['check_id'] === 'idle-in-transaction' && event['subject'] === `pid ${pid}`).map((event) => event['kind']);
     expect(kinds).toEqual(['firing', 'resolved']);
-    expect(events(run).filter((event) => event['type'] === 'notice-sent' && event['channel'] === 'email').length).toBeGreaterThanOrEqual(3);
+    // The SMTP server has the mail a moment before the watcher records it as sent.
+    await waitFor('three notice-sent events', async () => events(run).filter((event) => event['type'] === 'notice-sent' && event['channel'] === 'email').length >= 3);
     await run.watcher.stop();
   });
 
