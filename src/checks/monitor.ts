@@ -141,7 +141,7 @@ export const monitorCheck: Check<MonitorThresholds> = {
     'The watcher\'s own health, evaluated on every clock tick under the cluster "pgwarden" with the watcher\'s host name as node. Subjects: "config reload" (SIGHUP found an invalid file), "state directory" (not writable), "outbox <channel>" (notices failing too long, or stale), "evaluation <cluster>/<node>" (a node\'s checks overran their interval or could not run), "heartbeat" (the watcher\'s loop stalled) and "heartbeat ping" (the heartbeat URL did not answer). Teams receive them like any other check, e.g. with "checks": ["monitor"].',
   cadence: 'fast',
   probes: [],
-  defaults: { outboxFailingSeconds: 900, lateTicks: 3, stallHoldSeconds: 600 },
+  defaults: { outboxFailingSeconds: 900, lateTicks: 10, stallHoldSeconds: 600 },
   levels: (t) => ({
     warning: `a check could not run or overran its interval, the config reload failed, the state directory is not writable, an outbox has been failing for ${seconds(t.outboxFailingSeconds)} (or is stale), or the heartbeat URL failed`,
     critical: `heartbeat missed: a clock tick of the watcher came more than ${t.lateTicks} intervals late (reported for ${seconds(t.stallHoldSeconds)})`,

@@ -35,6 +35,8 @@ function baseConfig(): Record<string, unknown> {
       teams: [{ name: 'dba', email: ['dba@example.com'], checks: ['monitor'] }],
       timing: { group_wait_s: 0, group_interval_s: 1, failing_evaluations: 2 },
       heartbeat: { url: `http://127.0.0.1:${httpPort}/ping/${token}`, every_s: 1, digest_every_h: 24 },
+      // A stall of 2 s is 8 ticks of 250 ms: the test's suspension must count as one.
+      thresholds: { '*': { monitor: { late_ticks: 3 } } },
     },
   };
 }
@@ -93,7 +95,7 @@ describe('pgwarden --watch as a service (a real process)', () => {
     const config = baseConfig();
     const alerting = config['alerting'] as Record<string, unknown>;
     config['clusters'] = [...(config['clusters'] as unknown[]), { name: 'beta', nodes: [{ name: 'db1', dsn: sharedDsn('test') }] }];
-    alerting['thresholds'] = { '*': { 'idle-in-transaction': { warning_seconds: 1, critical_seconds: 600 } } };
+    alerting['thresholds'] = { '*': { monitor: { late_ticks: 3 }, 'idle-in-transaction': { warning_seconds: 1, critical_seconds: 600 } } };
     await writeConfig(config);
     watch.child.kill('SIGHUP');
     const line = await stderrLine(/^config reloaded from /);
