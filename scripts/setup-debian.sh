@@ -7,6 +7,7 @@ packages=(
   pgbouncer                          # the pooler the pgbouncer probe watches
   pg-activity                        # the peer tool bench/refresh-cost compares with
   tmux                               # a real terminal for end-to-end tests
+  zstd                               # WAL and backup compression (wal push)
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -28,6 +28,9 @@ const help = `
     $ pgwarden alerts ack ID|PREFIX [--comment TEXT]
                                          acknowledge a firing alert: no repeats, no escalation (unack ID undoes it)
     $ pgwarden demo                      run a throwaway local cluster with a workload and watch it
+    $ pgwarden wal push %p --repo DIR    archive_command: archive one WAL file (docs/wal-archiving.md)
+    $ pgwarden wal fetch %f %p --repo DIR
+                                         restore_command: exit 1 only when the archive lacks the file, 126 on any failure
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;
                                          SIGHUP reloads the config, SIGTERM stops (docs/watch.md)
 
@@ -52,6 +55,15 @@ const help = `
 `;
 
 async function main(): Promise<CommandOutput> {
+  // PostgreSQL runs these as archive_command/restore_command: own parser and exit codes (never meow's
+  // 2 nor 70 below, which restore_command would take for "not in the archive": a fetch that fails is 126).
+  if (process.argv[2] === 'wal') {
+    const args = process.argv.slice(3);
+    return import('./cli/wal.js').then(
+      ({ walCommand }) => walCommand(args),
+      (error: unknown) => ({ stdout: '', stderr: `pgwarden: wal: cannot load the wal command: ${messageOf(error)}\n`, exitCode: args.includes('fetch') ? 126 : 1 }),
+    );
+  }
   const cli = meow(help, {
     importMeta: import.meta,
     allowUnknownFlags: false,

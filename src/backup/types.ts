@@ -1,0 +1,70 @@
+/**
+ * The contracts of the backup layer (issue 5), written first so that the repository, the
+ * encryption and the WAL archiver can be built side by side. Keep them small; grow them with the
+ * code that needs more.
+ */
+import type { Readable } from 'node:stream';
+
+/** An object as the repository stores it. Keys are '/'-separated, relative to the repository root. */
+export interface StoredObject {
+  readonly key: string;
+  readonly size: number;
+  /** SHA-256 of the stored bytes (after compression and encryption), lowercase hex. */
+  readonly sha256: string;
+}
+
+export interface PutOptions {
+  /**
+   * When the key exists already: 'fail' (default) refuses to overwrite (rule 2: an archived name is
+   * never overwritten with different bytes); the caller compares checksums to accept a retry of
+   * the same bytes.
+   */
+  readonly ifExists?: 'fail' | 'replace';
+}
+
+/** Thrown by put() when the key exists and ifExists is 'fail'. */
+export class ObjectExistsError extends Error {
+  constructor(readonly key: string, readonly existing: StoredObject) {
+    super(`${key} already exists in the repository`);
+  }
+}
+
+/** Thrown by get()/head() for a key that is verifiably not in the repository (not for an I/O error). */
+export class ObjectNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`${key} is not in the repository`);
+  }
+}
+
+/**
+ * Where backups and WAL live: a local directory or S3-compatible object storage. Every put is
+ * atomic (readers see the whole object or nothing: a temporary name, fsync, rename; or a single
+ * PUT / completed multipart upload) and checksummed: put() returns the SHA-256 of what was stored
+ * and fails unless the store confirms the same bytes; get() verifies it when the caller gives it.
+ */
+export interface Repository {
+  /** A name for messages, e.g. "local /var/lib/pgwarden/repo" or "s3 s3://bucket/prefix" (no secrets). */
+  readonly description: string;
+  put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<StoredObject>;
+  /** The object's bytes; with `expectedSha256`, the stream errors at its end if they differ. */
+  get(key: string, expectedSha256?: string): Promise<Readable>;
+  /** The object's facts, or undefined when it is verifiably absent. */
+  head(key: string): Promise<StoredObject | undefined>;
+  /** Every object under the prefix, in key order. */
+  list(prefix: string): AsyncIterable<StoredObject>;
+  delete(keys: readonly string[]): Promise<void>;
+}
+
+/** A master key: wraps the data keys. Loaded from a file or the environment, never logged. */
+export interface MasterKey {
+  /** A short stable id written into manifests and object headers, e.g. "2026-11". */
+  readonly id: string;
+  /** 32 bytes. */
+  readonly key: Buffer;
+}
+
+/** The master keys a process may use: the current one encrypts, any of them decrypts. */
+export interface Keyring {
+  readonly current: MasterKey;
+  readonly all: readonly MasterKey[];
+}
