@@ -31,6 +31,14 @@ const help = `
     $ pgwarden wal push %p --repo DIR    archive_command: archive one WAL file (docs/wal-archiving.md)
     $ pgwarden wal fetch %f %p --repo DIR
                                          restore_command: exit 1 only when the archive lacks the file, 126 on any failure
+    $ pgwarden backup --repo DIR [--key ID=FILE] [--fast] [--compression zstd|gzip|none]
+                                         full physical backup with pg_basebackup; counts once its WAL is archived (docs/backups.md)
+    $ pgwarden verify [BACKUP_ID] --repo DIR [--key ID=FILE]
+                                         check a backup's objects and WAL against its manifest; exit 1 on any problem
+    $ pgwarden backups list --repo DIR [--json]
+                                         backups, the recovery window, gaps and timeline forks (docs/retention.md)
+    $ pgwarden backups expire --repo DIR [--days N] [--min-count N] [--max-count N] [--dry-run]
+                                         retention: print the plan, then delete (never the newest restorable backup)
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;
                                          SIGHUP reloads the config, SIGTERM stops (docs/watch.md)
 
@@ -63,6 +71,17 @@ async function main(): Promise<CommandOutput> {
       ({ walCommand }) => walCommand(args),
       (error: unknown) => ({ stdout: '', stderr: `pgwarden: wal: cannot load the wal command: ${messageOf(error)}\n`, exitCode: args.includes('fetch') ? 126 : 1 }),
     );
+  }
+  if (process.argv[2] === 'backups') {
+    const { backupsCommand } = await import('./cli/backups.js');
+    return backupsCommand(process.argv.slice(3));
+  }
+  // Own parsers: repeated --key options and flags the console does not have (docs/backups.md).
+  if (process.argv[2] === 'backup' || process.argv[2] === 'verify') {
+    const command = process.argv[2];
+    const { backupCommand, verifyCommand } = await import('./cli/backup.js');
+    const progress = (line: string): void => void process.stderr.write(`${redact(line)}\n`);
+    return (command === 'backup' ? backupCommand : verifyCommand)(process.argv.slice(3), { progress });
   }
   const cli = meow(help, {
     importMeta: import.meta,

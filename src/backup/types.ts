@@ -68,3 +68,52 @@ export interface Keyring {
   readonly current: MasterKey;
   readonly all: readonly MasterKey[];
 }
+
+/**
+ * A physical backup as the repository records it: `backups/<id>/manifest.json`, written last,
+ * after every object of the backup is stored and verified and the WAL from start to stop is
+ * archived (rule 7). A backup without a manifest is incomplete and never restored from.
+ */
+export interface BackupManifest {
+  readonly format: 1;
+  /** Sortable and unique: "20261127T183000Z-full" style. */
+  readonly id: string;
+  readonly kind: 'full';
+  /** pg_control's system identifier, decimal: the same as the archive's (archive.json). */
+  readonly systemIdentifier: string;
+  readonly pgVersion: number;
+  /** The node it was taken from, and whether that node was a standby at the time. */
+  readonly source: { readonly cluster: string; readonly node: string; readonly standby: boolean };
+  readonly timeline: number;
+  /** pg_backup_start / pg_backup_stop positions ("0/3000028"), and the WAL files that span them. */
+  readonly startLsn: string;
+  readonly stopLsn: string;
+  readonly startWal: string;
+  readonly stopWal: string;
+  readonly startedAt: string;
+  readonly stoppedAt: string;
+  /** Latest commit time the backup is consistent at (the stop time): the earliest restore target. */
+  readonly consistentAt: string;
+  readonly compression: 'zstd' | 'gzip' | 'none';
+  /** The master key id of every encrypted object, or null when the backup is not encrypted. */
+  readonly keyId: string | null;
+  /** Every stored object of the backup, with the checksum of its stored bytes and of its original bytes. */
+  readonly objects: readonly {
+    readonly key: string;
+    readonly size: number;
+    readonly sha256: string;
+    readonly originalSize: number;
+    readonly originalSha256: string;
+  }[];
+  /** Sum of the original sizes (the size of the data directory copy). */
+  readonly originalBytes: number;
+  readonly durationMs: number;
+  /** Filled in by verification and drills (rewritten atomically beside the manifest, not in it). */
+}
+
+/** The result of verifying one backup or a recovery window, appended as `backups/<id>/verify-<time>.json`. */
+export interface VerificationRecord {
+  readonly at: string;
+  readonly ok: boolean;
+  readonly problems: readonly string[];
+}

@@ -1,4 +1,5 @@
 /** `pgwarden config`: where the config comes from and what it resolves to, passwords hidden. */
+import { describeBackupPlan, resolveBackupPlan } from '../config/backups.js';
 import { describeConnection } from '../config/conninfo.js';
 import type { Config } from '../config/types.js';
 import type { CommandOutput } from './show.js';
@@ -13,6 +14,8 @@ export function describeConfig(config: Config): CommandOutput {
       lines.push(`  node ${node.name}: ${describeConnection(c)} sslmode=${c.sslmode} password=${c.password === undefined ? 'from ~/.pgpass if any' : 'set'}`);
     }
     if (cluster.pgbouncer !== undefined) lines.push(`  pgbouncer: ${describeConnection(cluster.pgbouncer.connection)}`);
+    const plan = resolveBackupPlan(config, cluster.name);
+    lines.push(...(plan === undefined ? ['  backups: none configured (see backups in docs/configuration.md)'] : describeBackupPlan(plan)));
   }
   for (const [id, settings] of Object.entries(config.probes)) {
     lines.push(`probe ${id}: ${settings.enabled ? 'enabled' : 'disabled'}${settings.cadenceMs === undefined ? '' : `, every ${settings.cadenceMs} ms`}${settings.timeoutMs === undefined ? '' : `, timeout ${settings.timeoutMs} ms`}`);

@@ -9,17 +9,29 @@
  *          other failure, bad usage included: PostgreSQL reads 1–125 as "not in the archive" and
  *          ends recovery, but stops on > 125 (DESIGN §7 rule 5).
  *
+ * With --config FILE [--cluster NAME], the repositories and keys are that cluster's under
+ * `backups` (src/config/backups.ts). A push stores the file in EVERY repository of the cluster and
+ * succeeds only when all of them have it durably (rule 1 holds for each configured copy: an
+ * off-site copy that silently lags is a lost copy); a fetch tries them in order and says "not in
+ * the archive" only when every one of them verifiably lacks the file; any other failure of one
+ * while the others lack it is fatal (126). A config that cannot be loaded is fatal to fetch too.
+ *
  * Each failure is one stderr line: the cause, then the fix. No secret is ever printed.
  */
 import { parseArgs } from 'node:util';
 import { redact } from '../config/redact.js';
-import { isUserError, messageOf } from '../errors.js';
-import { loadKeyring, type KeySource } from '../backup/keys.js';
+import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
+import { loadConfig } from '../config/load.js';
+import { UserError, isUserError, messageOf } from '../errors.js';
+import { loadKeyring } from '../backup/keys.js';
+import { openRepository, type OpenRepository } from '../backup/repository/index.js';
 import { LocalRepository } from '../backup/repository/local.js';
+import { probeIds } from '../probes/index.js';
 import type { Keyring, Repository } from '../backup/types.js';
 import { compressions, type Compression } from '../backup/wal/compress.js';
 import { fetchWal, type WalFetchResult } from '../backup/wal/fetch.js';
 import { pushWal, type WalPushResult } from '../backup/wal/push.js';
+import { keySourcesOf, UsageError } from './key-options.js';
 import type { CommandOutput } from './show.js';
 
 /** The exit statuses of `wal push` and `wal fetch` (see the file comment). */
@@ -49,9 +61,10 @@ export const STALL_ENV = 'PGWARDEN_TEST_WAL_PUSH_STALL';
 const usage = [
   'pgwarden wal push <path> --repo DIR [--key ID=FILE | --key-env ID=VAR]... [--pgdata DIR] [--compression auto|zstd|gzip]',
   'pgwarden wal fetch <name> <destination> --repo DIR [--key ID=FILE | --key-env ID=VAR]... [--pgdata DIR]',
+  'pgwarden wal push <path> --config FILE [--cluster NAME] [--pgdata DIR] [--compression auto|zstd|gzip]',
+  'pgwarden wal fetch <name> <destination> --config FILE [--cluster NAME] [--pgdata DIR]',
 ].join(' or ');
 
-class UsageError extends Error {}
 
 /** One line: newlines from nested messages would split the server log entry. */
 function line(text: string): string {
@@ -66,28 +79,37 @@ function describeFailure(error: unknown): string {
 interface WalArgs {
   readonly command: 'push' | 'fetch';
   readonly positionals: readonly string[];
-  readonly repository: Repository;
+  /** At least one; with --config, the cluster's repositories in their configured order. */
+  readonly repositories: readonly OpenRepository[];
   readonly keyring: Keyring | undefined;
   readonly dataDirectory: string | undefined;
   readonly compression: Compression | 'auto';
 }
 
-/** `ID=VALUE` → [ID, VALUE]. */
-function splitKeyOption(option: string, text: string): [string, string] {
-  const equals = text.indexOf('=');
-  if (equals <= 0 || equals === text.length - 1) throw new UsageError(`${option} takes ID=${option === '--key' ? 'FILE' : 'VAR'}, e.g. ${option} 2026-11=${option === '--key' ? '/etc/pgwarden/keys/2026-11.key' : 'PGWARDEN_BACKUP_KEY'}`);
-  return [text.slice(0, equals), text.slice(equals + 1)];
+/** The backup plan of the cluster named by --cluster, or of the only configured cluster. */
+function planFromConfig(file: string, clusterName: string | undefined, env: Readonly<Record<string, string | undefined>>): BackupPlan {
+  const config = loadConfig({ configFile: file, dsn: undefined, knownProbes: probeIds, env });
+  const names = config.clusters.map((cluster) => cluster.name);
+  let name = clusterName;
+  if (name === undefined) {
+    if (names.length !== 1) throw new UsageError(`${file} has ${names.length} clusters: pass --cluster NAME (one of ${names.join(', ')})`);
+    name = names[0] ?? '';
+  } else if (!names.includes(name)) {
+    throw new UserError(`${file}: no cluster named "${name}"`, `pass --cluster with one of ${names.join(', ')}`);
+  }
+  const plan = resolveBackupPlan(config, name);
+  if (plan === undefined) {
+    throw new UserError(
+      `${file}: backups: no backup settings cover cluster "${name}"`,
+      config.backups === undefined ? 'add a backups section with its repositories (docs/configuration.md)' : `add backups.clusters.${name} or backups.clusters["*"]`,
+    );
+  }
+  return plan;
 }
 
-/** The key sources in the order given on the line: the first one encrypts, every one decrypts. */
-function keySources(tokens: ReturnType<typeof parseArgs>['tokens']): KeySource[] {
-  const sources: KeySource[] = [];
-  for (const token of tokens ?? []) {
-    if (token.kind !== 'option' || (token.name !== 'key' && token.name !== 'key-env')) continue;
-    const [id, where] = splitKeyOption(`--${token.name}`, token.value ?? '');
-    sources.push(token.name === 'key' ? { id, file: where } : { id, env: where });
-  }
-  return sources;
+/** The WAL compression for a configured one: archived WAL is always compressed, zstd when the program is installed. */
+function walCompression(plan: BackupPlan): Compression | 'auto' {
+  return plan.compression === 'gzip' ? 'gzip' : 'auto';
 }
 
 function parse(args: readonly string[], env: Readonly<Record<string, string | undefined>>): WalArgs {
@@ -101,6 +123,7 @@ function parse(args: readonly string[], env: Readonly<Record<string, string | un
       options: {
         repo: { type: 'string' },
         config: { type: 'string' },
+        cluster: { type: 'string' },
         pgdata: { type: 'string' },
         compression: { type: 'string' },
         key: { type: 'string', multiple: true },
@@ -114,19 +137,32 @@ function parse(args: readonly string[], env: Readonly<Record<string, string | un
   if (command !== 'push' && command !== 'fetch') throw new UsageError(`unknown wal command "${command ?? ''}"`);
   const wanted = command === 'push' ? 1 : 2;
   if (positionals.length !== wanted) throw new UsageError(`wal ${command} takes ${wanted === 1 ? 'one path (%p)' : 'a name and a destination (%f %p)'}, got ${positionals.length}`);
-  const { repo, config, pgdata, compression = 'auto' } = parsed.values;
-  if (config !== undefined) throw new UsageError('repositories in the config file are not supported yet: pass --repo DIR');
-  if (repo === undefined) throw new UsageError('--repo DIR is required (the local repository directory)');
-  if (compression !== 'auto' && !compressions.includes(compression as Compression)) throw new UsageError(`--compression must be auto, ${compressions.join(' or ')}`);
-  const sources = keySources(parsed.tokens);
+  const { repo, config, cluster, pgdata, compression } = parsed.values;
+  if (compression !== undefined && compression !== 'auto' && !compressions.includes(compression as Compression)) throw new UsageError(`--compression must be auto, ${compressions.join(' or ')}`);
+  const sources = keySourcesOf(parsed.tokens);
+  if (config !== undefined) {
+    if (repo !== undefined) throw new UsageError('--repo and --config exclude each other: the config names the repositories');
+    if (sources.length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
+    const plan = planFromConfig(config, cluster, env);
+    return {
+      command,
+      positionals,
+      repositories: plan.repositories.map((repository) => openRepository(repository.spec, env, repository.name)),
+      keyring: plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, env),
+      dataDirectory: pgdata,
+      compression: (compression as Compression | 'auto' | undefined) ?? walCompression(plan),
+    };
+  }
+  if (cluster !== undefined) throw new UsageError('--cluster goes with --config FILE');
+  if (repo === undefined) throw new UsageError('--repo DIR or --config FILE is required (where the archive is)');
   return {
     command,
     positionals,
-    repository: new LocalRepository(repo),
+    repositories: [new LocalRepository(repo)],
     // A key that cannot be read is the user's to fix, reported like a usage error (never the key's text).
     keyring: sources.length === 0 ? undefined : loadKeyring(sources, env),
     dataDirectory: pgdata,
-    compression: compression as Compression | 'auto',
+    compression: (compression ?? 'auto') as Compression | 'auto',
   };
 }
 
@@ -142,22 +178,63 @@ export async function walCommand(args: readonly string[], env: Readonly<Record<s
     const text = error instanceof UsageError ? `${error.message}; usage: ${usage}` : describeFailure(error);
     return { stdout: '', stderr: line(`pgwarden: wal: ${text}`), exitCode: code };
   }
-  const { repository, keyring, dataDirectory } = parsed;
-  if (parsed.command === 'push') {
-    const [path = ''] = parsed.positionals;
-    try {
-      const result = await pushWal(path, { repository, keyring, dataDirectory, compression: parsed.compression, stallUpload: env[STALL_ENV] === '1' });
-      return { stdout: '', stderr: '', exitCode: pushExitCode(result) };
-    } catch (error) {
-      return { stdout: '', stderr: line(`pgwarden: wal push ${path} failed: ${describeFailure(error)}`), exitCode: pushExitCode({ error }) };
-    }
-  }
-  const [name = '', destination = ''] = parsed.positionals;
   try {
-    const result = await fetchWal(name, destination, { repository, keyring, dataDirectory });
-    const stderr = result.outcome === 'restored' ? '' : line(`pgwarden: wal fetch: ${name} is not in the archive (${repository.description})`);
-    return { stdout: '', stderr, exitCode: fetchExitCode(result) };
-  } catch (error) {
-    return { stdout: '', stderr: line(`pgwarden: wal fetch ${name} failed, so recovery stops: ${describeFailure(error)}`), exitCode: fetchExitCode({ error }) };
+    return parsed.command === 'push' ? await pushToAll(parsed, env) : await fetchFromFirst(parsed);
+  } finally {
+    for (const repository of parsed.repositories) repository.close();
   }
+}
+
+/** Stores the file in every repository at once; exit 0 only when every one of them has it. */
+async function pushToAll(parsed: WalArgs, env: Readonly<Record<string, string | undefined>>): Promise<CommandOutput> {
+  const { repositories, keyring, dataDirectory } = parsed;
+  const [path = ''] = parsed.positionals;
+  const results = await Promise.allSettled(repositories.map((repository) =>
+    pushWal(path, { repository, keyring, dataDirectory, compression: parsed.compression, stallUpload: env[STALL_ENV] === '1' })));
+  const failures = results.flatMap((result, index) => (result.status === 'rejected' ? [{ error: result.reason as unknown, repository: repositories[index] }] : []));
+  if (failures.length === 0) return { stdout: '', stderr: '', exitCode: walExitCodes.ok };
+  if (repositories.length === 1) {
+    return { stdout: '', stderr: line(`pgwarden: wal push ${path} failed: ${describeFailure(failures[0]?.error)}`), exitCode: pushExitCode({ error: failures[0]?.error }) };
+  }
+  const stored = repositories.filter((_repository, index) => results[index]?.status === 'fulfilled').map((repository) => repository.description);
+  const stderr = failures.map(({ error, repository }) => line(
+    `pgwarden: wal push ${path} failed in ${repository?.description ?? '?'}: ${describeFailure(error)}`
+    + ` (stored in ${stored.length === 0 ? 'none' : stored.join(', ')}; PostgreSQL retries until every repository has it)`,
+  )).join('');
+  return { stdout: '', stderr, exitCode: walExitCodes.pushFailed };
+}
+
+/** Tries each repository in order; 1 only when every one verifiably lacks the file, 126 when any failed otherwise. */
+async function fetchFromFirst(parsed: WalArgs): Promise<CommandOutput> {
+  const { repositories, keyring, dataDirectory } = parsed;
+  const [name = '', destination = ''] = parsed.positionals;
+  const failures: { readonly repository: Repository; readonly error: unknown }[] = [];
+  const lacking: Repository[] = [];
+  for (const repository of repositories) {
+    let result: WalFetchResult;
+    try {
+      result = await fetchWal(name, destination, { repository, keyring, dataDirectory });
+    } catch (error) {
+      failures.push({ repository, error });
+      continue;
+    }
+    if (result.outcome === 'restored') {
+      // Restored from a later repository: the server log still learns what was wrong with the earlier ones.
+      const stderr = failures.map((failure) => line(`pgwarden: wal fetch ${name}: ${failure.repository.description} failed (${describeFailure(failure.error)}); restored from ${repository.description}`)).join('');
+      return { stdout: '', stderr, exitCode: fetchExitCode(result) };
+    }
+    lacking.push(repository);
+  }
+  if (failures.length === 0) {
+    const stderr = line(`pgwarden: wal fetch: ${name} is not in the archive (${lacking.map((repository) => repository.description).join(', ')})`);
+    return { stdout: '', stderr, exitCode: walExitCodes.notInArchive };
+  }
+  if (repositories.length === 1) {
+    return { stdout: '', stderr: line(`pgwarden: wal fetch ${name} failed, so recovery stops: ${describeFailure(failures[0]?.error)}`), exitCode: walExitCodes.fetchFailed };
+  }
+  const causes = [
+    ...failures.map((failure) => `${failure.repository.description}: ${describeFailure(failure.error)}`),
+    ...lacking.map((repository) => `${repository.description}: not in the archive`),
+  ];
+  return { stdout: '', stderr: line(`pgwarden: wal fetch ${name} failed, so recovery stops (a failed repository may hold it): ${causes.join('; ')}`), exitCode: walExitCodes.fetchFailed };
 }

@@ -9,6 +9,7 @@ import { UserError, messageOf } from '../errors.js';
 import { resolveConnection } from './conninfo.js';
 import { commands } from '../keymap.js';
 import { parseAlerting } from './alerting.js';
+import { parseBackups } from './backups.js';
 import { parseHealth } from './health.js';
 import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
 
@@ -164,7 +165,7 @@ function parseKeys(v: Validator, value: Json | undefined): Record<string, readon
 /** Validates parsed JSON as a pgwarden config. `file` is used in every error message. */
 export function parseConfig(json: Json, file: string, knownProbes: readonly string[]): Config {
   const v = new Validator(file);
-  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes', 'keys', 'audit_log', 'alerting', 'health']);
+  const raw = v.object(json, '(top level)', ['clusters', 'refresh_ms', 'statement_timeout_ms', 'lock_timeout_ms', 'probes', 'keys', 'audit_log', 'alerting', 'health', 'backups']);
   const names = new Set<string>();
   const clusters = raw['clusters'] === undefined
     ? []
@@ -182,6 +183,7 @@ export function parseConfig(json: Json, file: string, knownProbes: readonly stri
     auditLog: raw['audit_log'] === undefined ? undefined : v.string(raw['audit_log'], 'audit_log', '/var/log/pgwarden/audit.log'),
     alerting: parseAlerting(v, raw['alerting'], file, clusters.map((cluster) => cluster.name)),
     health: parseHealth(v, raw['health'], clusters),
+    backups: parseBackups(v, raw['backups'], clusters.map((cluster) => cluster.name)),
   };
 }
 

@@ -1,5 +1,6 @@
 /** The validated configuration, as the rest of pgwarden sees it. */
 import type { AlertingConfig } from './alerting.js';
+import type { BackupsConfig } from './backups.js';
 import type { HealthConfig } from './health.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -57,4 +58,6 @@ export interface Config {
   readonly alerting: AlertingConfig;
   /** HTTP endpoints and custom SQL checks of the application (src/config/health.ts). */
   readonly health: HealthConfig;
+  /** Repositories, keys, schedules and retention of backups (src/config/backups.ts); undefined: no backups configured. */
+  readonly backups: BackupsConfig | undefined;
 }

@@ -50,7 +50,9 @@ describe('tables probe', () => {
   it('sees dead tuples and a large estimated bloat after a mass delete, confirmed by pgstattuple', async () => {
     const snapshot = await waitFor('the mass delete to reach the statistics', async () => {
       const taken = await probeOnce(tablesProbe, dsn);
-      return (tableNamed(taken, 'bloated').deadTuples ?? 0) > 0 ? taken : undefined;
+      // The counters arrive in more than one flush (the deletes, then ANALYZE's live count): wait for both.
+      const table = tableNamed(taken, 'bloated');
+      return (table.deadTuples ?? 0) > 0 && (table.liveTuples ?? 0) > 0 ? taken : undefined;
     });
     expect(snapshot.database).toBe('postgres');
     expect(snapshot.totalTables).toBeGreaterThanOrEqual(1);

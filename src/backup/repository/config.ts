@@ -16,7 +16,8 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { UserError } from '../../errors.js';
 import type { Json, JsonObject, Validator } from '../../config/load.js';
-import { normalizeS3Prefix, type S3CredentialNames } from './s3.js';
+import { normalizeS3Prefix } from './keys.js';
+import type { S3CredentialNames } from './s3.js';
 
 export interface LocalRepositorySpec {
   readonly type: 'local';

@@ -5,6 +5,7 @@
  * which all start with a dot. ASCII only also makes JavaScript's string order the same as S3's
  * byte order, so both implementations list keys in the same order.
  */
+import { UserError } from '../../errors.js';
 
 /** Characters a key segment may hold; a segment never starts with '.'. */
 const segmentPattern = /^[A-Za-z0-9_:+=@,~-][A-Za-z0-9_.:+=@,~-]*$/;
@@ -66,4 +67,19 @@ export function directoryOf(keyOrPrefix: string): string {
 /** The last segment of a key. */
 export function baseNameOf(key: string): string {
   return key.slice(key.lastIndexOf('/') + 1);
+}
+
+/** Validates and normalises a key prefix: '' or '/'-separated segments of A-Z a-z 0-9 . _ - (not starting with '.'). */
+export function normalizeS3Prefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
+  if (trimmed === '') return '';
+  for (const segment of trimmed.split('/')) {
+    if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(segment)) {
+      throw new UserError(
+        `the S3 prefix "${prefix}" has an invalid segment "${segment}"`,
+        'use segments of letters, digits, ".", "_" and "-" separated by "/", none empty or starting with ".", e.g. "pgwarden/prod"',
+      );
+    }
+  }
+  return trimmed;
 }

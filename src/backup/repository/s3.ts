@@ -38,7 +38,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { UserError } from '../../errors.js';
 import { ObjectExistsError, ObjectNotFoundError, type PutOptions, type Repository, type StoredObject } from '../types.js';
 import { RunningDigest, VerifyingStream, isSha256, sha256Of } from './checksum.js';
-import { checkKey, checkPrefix } from './keys.js';
+import { checkKey, checkPrefix, normalizeS3Prefix } from './keys.js';
 
 /** Bodies above this size go up in parts of this size. */
 export const multipartThreshold = 8 * 1024 * 1024;
@@ -119,20 +119,6 @@ export interface S3RepositoryOptions {
   readonly listPageSize?: number | undefined;
 }
 
-/** Validates and normalises a key prefix: '' or '/'-separated segments of A-Z a-z 0-9 . _ - (not starting with '.'). */
-export function normalizeS3Prefix(prefix: string): string {
-  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
-  if (trimmed === '') return '';
-  for (const segment of trimmed.split('/')) {
-    if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(segment)) {
-      throw new UserError(
-        `the S3 prefix "${prefix}" has an invalid segment "${segment}"`,
-        'use segments of letters, digits, ".", "_" and "-" separated by "/", none empty or starting with ".", e.g. "pgwarden/prod"',
-      );
-    }
-  }
-  return trimmed;
-}
 
 interface Facts {
   readonly size: number;
