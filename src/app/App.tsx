@@ -25,6 +25,7 @@ import type { AlertCommand } from '../alerts/commands.js';
 import { messageOf } from '../errors.js';
 import { alertRowDetail } from './alert-detail.js';
 import type { AlertDesk } from './alert-monitor.js';
+import type { BackupDesk, BackupsView } from './backup-monitor.js';
 import { acknowledgeCommand, defaultSilenceDuration, silenceCommand, silencePresets, type AlertTarget } from './alert-prompts.js';
 import { alertToasts, type AlertsView } from './alerts-view.js';
 import { detailFor } from './detail.js';
@@ -41,11 +42,15 @@ export interface AppProps {
   readonly columns: number;
   readonly rows: number;
   readonly initialView?: ViewId;
+  /** The cluster and node shown first (indexes into the monitor's choices): --cluster / --node. */
+  readonly initialTarget?: { readonly cluster: number; readonly node: number };
   readonly now?: () => Date;
   readonly onQuit: () => void;
   readonly onRedraw?: () => void;
   /** The console's alert engine (the Alerts view, the Overview counts, alert toasts). */
   readonly alerts?: AlertDesk | undefined;
+  /** The console's backup monitor (the Backups view). */
+  readonly backups?: BackupDesk | undefined;
 }
 
 const viewTitles: Readonly<Record<ViewId, string>> = {
@@ -116,7 +121,7 @@ function selectedRow<R>(model: ListModel<R> | undefined, ui: UiState): { row: R 
 export function App(props: AppProps): React.ReactElement {
   const { monitor, theme } = props;
   const now = props.now ?? (() => new Date());
-  const [ui, dispatch] = useReducer(reduce, initialState(props.initialView));
+  const [ui, dispatch] = useReducer(reduce, initialState(props.initialView, props.initialTarget));
   const [results, setResults] = useState<Results>(() => monitor.results());
   const [history, setHistory] = useState(emptyHistory);
   const [lastRefresh, setLastRefresh] = useState<Date | null>(null);
@@ -124,6 +129,7 @@ export function App(props: AppProps): React.ReactElement {
   const [progress, setProgress] = useState<ReadonlyMap<string, ActionProgress>>(new Map());
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
   const [alertsView, setAlertsView] = useState<AlertsView | undefined>(() => props.alerts?.view());
+  const [backupsView, setBackupsView] = useState<BackupsView | undefined>(() => props.backups?.view());
   const clock = useRef(now());
   const typedAhead = useRef<TypedKey[]>([]);
   const awaitingRender = useRef(false);
@@ -160,6 +166,20 @@ export function App(props: AppProps): React.ReactElement {
     // eslint-disable-next-line react-hooks/exhaustive-deps
     [props.alerts],
   );
+  // The backup monitor reads catalogs off the render path; one render per change.
+  useEffect(
+    () => props.backups?.subscribe(setBackupsView),
+    // The backup monitor is fixed for the life of the app.
+    [props.backups],
+  );
+  const clusterName = monitor.choices[ui.target.cluster]?.[0]?.cluster;
+  // It follows the console's cluster, and reads again when the Backups view is opened.
+  useEffect(() => {
+    if (clusterName !== undefined) props.backups?.select(clusterName);
+  }, [props.backups, clusterName]);
+  useEffect(() => {
+    if (ui.view === 'backups') void props.backups?.refresh();
+  }, [props.backups, ui.view]);
   useEffect(() => {
     if (ui.toasts.length === 0) return undefined;
     const next = Math.min(...ui.toasts.map((toast) => toast.until));
@@ -180,9 +200,9 @@ export function App(props: AppProps): React.ReactElement {
   const target = choice === undefined ? '' : `${choice.cluster} / ${choice.node} (${choice.label})`;
   const screen = screens[ui.view];
   const screenProps: ScreenProps = {
-    results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current, alerts: alertsView,
+    results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current, alerts: alertsView, backups: backupsView,
   };
-  const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight, alertsView]); // eslint-disable-line react-hooks/exhaustive-deps
+  const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight, alertsView, backupsView]); // eslint-disable-line react-hooks/exhaustive-deps
   const { row } = selectedRow(model, ui);
   const selection = selectionOf(ui.view, row);
   const alertSelection = selection.kind === 'alert' ? selection : undefined;

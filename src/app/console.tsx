@@ -10,7 +10,8 @@ import { effectiveCommands, type Command } from '../keymap.js';
 import { themeFromEnvironment, type Theme } from '../components/theme.js';
 import { App } from './App.js';
 import { createAlertMonitor, type AlertDesk } from './alert-monitor.js';
-import { createMonitor } from './live-monitor.js';
+import { createBackupMonitor, type BackupDesk } from './backup-monitor.js';
+import { createMonitor, targetOf } from './live-monitor.js';
 import type { Monitor } from './monitor.js';
 import type { ViewId } from './state.js';
 
@@ -34,9 +35,11 @@ const clearScreen = '\u001b[2J\u001b[H';
 interface RootProps {
   readonly monitor: Monitor;
   readonly alerts: AlertDesk;
+  readonly backups: BackupDesk;
   readonly theme: Theme;
   readonly commands: readonly Command[];
   readonly initialView: ViewId | undefined;
+  readonly initialTarget: { readonly cluster: number; readonly node: number };
   readonly onQuit: () => void;
   readonly onRedraw: () => void;
 }
@@ -55,12 +58,14 @@ function Root(props: RootProps): React.ReactElement {
     <App
       monitor={props.monitor}
       alerts={props.alerts}
+      backups={props.backups}
       theme={props.theme}
       commands={props.commands}
       columns={size.columns}
       rows={size.rows}
       onQuit={props.onQuit}
       onRedraw={props.onRedraw}
+      initialTarget={props.initialTarget}
       {...(props.initialView === undefined ? {} : { initialView: props.initialView })}
     />
   );
@@ -77,6 +82,9 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     await monitor.close();
     throw error;
   });
+  // Backups of the console's cluster: catalogs read in the background (the Backups view).
+  const initialTarget = targetOf(options.config, options.cluster, options.node);
+  const backups = createBackupMonitor({ config: options.config, cluster: monitor.choices[initialTarget.cluster]?.[initialTarget.node]?.cluster ?? options.cluster ?? '' });
   const theme = themeFromEnvironment(process.env, { ascii: options.ascii });
   const commands = effectiveCommands({ readOnly: options.readOnly, remap: options.config.keys });
 
@@ -115,7 +123,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
 
   try {
     instance = render(
-      <Root monitor={monitor} alerts={alerts} theme={theme} commands={commands} initialView={options.initialView} onQuit={() => quit()} onRedraw={onRedraw} />,
+      <Root monitor={monitor} alerts={alerts} backups={backups} theme={theme} commands={commands} initialView={options.initialView} initialTarget={initialTarget} onQuit={() => quit()} onRedraw={onRedraw} />,
       // 60 fps: at Ink's default 30 a keypress can wait a whole 33 ms frame before it shows.
       { exitOnCtrlC: false, patchConsole: false, maxFps: 60 },
     );
@@ -129,6 +137,6 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     process.off('uncaughtException', onCrash);
     process.off('unhandledRejection', onCrash);
     restore();
-    await Promise.all([monitor.close(), alerts.close()]);
+    await Promise.all([monitor.close(), alerts.close(), backups.close()]);
   }
 }

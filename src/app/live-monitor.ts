@@ -113,9 +113,13 @@ class LiveMonitor implements Monitor {
 
 /** A monitor on the configured (or named) cluster and node. */
 export function createMonitor(options: MonitorOptions): Promise<Monitor> {
-  const clusters = options.config.clusters;
-  const cluster = Math.max(0, options.cluster === undefined ? 0 : clusters.findIndex((c) => c.name === options.cluster));
-  const nodes = clusters[cluster]?.nodes ?? [];
-  const node = Math.max(0, options.node === undefined ? 0 : nodes.findIndex((n) => n.name === options.node));
+  const { cluster, node } = targetOf(options.config, options.cluster, options.node);
   return Promise.resolve(new LiveMonitor(options, cluster, node));
+}
+
+/** The indexes of the cluster and node --cluster and --node name (the first ones when not given or not found). */
+export function targetOf(config: Config, cluster: string | undefined, node: string | undefined): { cluster: number; node: number } {
+  const clusterIndex = Math.max(0, cluster === undefined ? 0 : config.clusters.findIndex((c) => c.name === cluster));
+  const nodes = config.clusters[clusterIndex]?.nodes ?? [];
+  return { cluster: clusterIndex, node: Math.max(0, node === undefined ? 0 : nodes.findIndex((n) => n.name === node)) };
 }

@@ -106,7 +106,7 @@ export interface UiState {
 
 const emptyView: ViewState = { selectedKey: null, selectedIndex: 0, sort: null, filter: null, scrollX: 0 };
 
-export function initialState(view: ViewId = 'overview'): UiState {
+export function initialState(view: ViewId = 'overview', target: { readonly cluster: number; readonly node: number } = { cluster: 0, node: 0 }): UiState {
   return {
     view,
     modal: { kind: 'none' },
@@ -114,7 +114,7 @@ export function initialState(view: ViewId = 'overview'): UiState {
     paused: false,
     tagged: [],
     toasts: [],
-    target: { cluster: 0, node: 0 },
+    target,
     redraws: 0,
   };
 }

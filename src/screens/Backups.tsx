@@ -1,24 +1,241 @@
 /**
- * Backups: reserved for the backup issue. It says what will appear here and which issue brings
- * it, so that the spot is obvious to the user and to whoever fills it in.
+ * Backups (issue 5 item 11), read-only for now: the console's backup monitor
+ * (src/app/backup-monitor.ts) reads each repository's catalog of the console's cluster; this screen
+ * shows the archiver (from the replication probe), per repository its recovery window (oldest
+ * restorable point → newest archived WAL, gaps, timeline forks), and every backup with its size,
+ * duration, source, last verification and last drill. Four states: no backup plan (how to
+ * configure one), reading, a repository that cannot be read (the reason and the fix), and data.
  */
-import { placeholderScreen, type PlaceholderText } from './common.js';
-import type { ScreenModule } from './types.js';
+import type { ReactElement } from 'react';
+import { backupsConfigDoc, type BackupEntry, type BackupsView, type RepositoryData, type RepositoryState } from '../app/backup-monitor.js';
+import { snapshotOf } from '../components/ProbeStatus.js';
+import type { ColumnSpec } from '../components/table-types.js';
+import { formatBytes, formatCount, formatDuration } from '../format/units.js';
+import { resultOf } from '../probes/index.js';
+import type { Archiver } from '../probes/replication.js';
+import type { Results } from '../probes/runner.js';
+import { listModel, ModelTable, PartsLine, ScreenFrame, since, TextLine, type Part, type Tone } from './common.js';
+import { archiveWaitingWarning } from './Replication.js';
+import type { ListModel, ScreenModule, ScreenProps } from './types.js';
 
-/** The Backups view's text until the backup issue replaces this screen. */
-export const backupsText: PlaceholderText = {
-  heading: 'Backups: not configured (arrives with the backup issue)',
-  lines: [
-    'This view arrives with the backup issue. It will list:',
-    '- the last good backup, its size and duration, and the next one scheduled',
-    '- WAL archiving into the repository, and retention',
-    '- verifications and restore drills, with their outcome',
-  ],
-};
+/** The newest backup first. */
+export const backupsDefaultSort = { column: 'finished', descending: true } as const;
 
-/** The Backups view (a placeholder until the backup issue). */
-export const backupsScreen: ScreenModule = {
+/** "just now" under a second, else since(). */
+function recently(date: Date, now: Date): string {
+  return now.getTime() - date.getTime() < 1000 ? 'just now' : since(date, now);
+}
+
+function ageOf(iso: string, now: Date): string {
+  return since(new Date(iso), now);
+}
+
+function verifiedText(entry: BackupEntry, now: Date): string {
+  if (entry.verified === null) return 'never';
+  return `${entry.verified.ok ? 'ok' : 'FAILED'} ${ageOf(entry.verified.at, now)}`;
+}
+
+function verifiedTone(entry: BackupEntry): Tone | undefined {
+  if (entry.verified === null) return 'warning';
+  return entry.verified.ok ? 'ok' : 'critical';
+}
+
+/** The columns of the backups list. */
+export function backupColumns(now: Date): readonly ColumnSpec<BackupEntry>[] {
+  return [
+    {
+      id: 'finished', title: 'finished', width: 10, text: (row) => ageOf(row.finishedAt, now), sortValue: (row) => row.finishedAt,
+      tone: (row) => (row.restorable ? undefined : 'critical'),
+    },
+    { id: 'repository', title: 'repo', width: 8, text: (row) => row.repository },
+    { id: 'size', title: 'size', width: 8, align: 'right', text: (row) => formatBytes(row.storedBytes), sortValue: (row) => row.storedBytes },
+    { id: 'duration', title: 'took', width: 7, align: 'right', text: (row) => formatDuration(Math.round(row.durationMs / 1000)), sortValue: (row) => row.durationMs },
+    { id: 'from', title: 'from', width: 14, text: (row) => `${row.fromStandby ? 'standby' : 'primary'} ${row.node}` },
+    { id: 'verified', title: 'verified', width: 16, text: (row) => verifiedText(row, now), sortValue: (row) => row.verified?.at ?? null, tone: verifiedTone },
+    { id: 'drilled', title: 'drilled', width: 7, text: () => 'never', tone: () => 'muted' },
+    {
+      id: 'id', title: 'backup', width: 'flex', minWidth: 8,
+      text: (row) => (row.restorable ? row.id : `${row.id}: NOT RESTORABLE: ${row.problem ?? ''}`),
+      tone: (row) => (row.restorable ? undefined : 'critical'),
+    },
+  ];
+}
+
+/** The data of a repository, fresh or (after a failed read) the last good one. */
+function dataOf(state: RepositoryState): RepositoryData | null {
+  if (state.status === 'ok') return state;
+  if (state.status === 'error') return state.last;
+  return null;
+}
+
+/** Every backup of every repository, for the list. */
+function entriesOf(view: BackupsView | undefined): readonly BackupEntry[] {
+  if (view?.kind !== 'configured') return [];
+  return view.repositories.flatMap((state) => dataOf(state)?.backups ?? []);
+}
+
+const rowKey = (row: BackupEntry): string => `${row.repository}/${row.id}`;
+
+let last: { backups: BackupsView | undefined; viewState: ScreenProps['viewState']; now: Date; model: ListModel<BackupEntry> } | undefined;
+
+/** The backups of every repository of the cluster, newest first. */
+export function backupsModel(props: ScreenProps): ListModel<BackupEntry> {
+  if (last !== undefined && last.backups === props.backups && last.viewState === props.viewState && last.now === props.now) return last.model;
+  const model = listModel(entriesOf(props.backups), {
+    viewState: props.viewState,
+    columns: backupColumns(props.now),
+    rowKey,
+    defaultSort: backupsDefaultSort,
+    fields: (row) => [row.repository, row.id, row.node, row.fromStandby ? 'standby' : 'primary'],
+  });
+  last = { backups: props.backups, viewState: props.viewState, now: props.now, model };
+  return model;
+}
+
+/** The archive status from the replication probe, in one line. */
+export function archiveLine(results: Results): Part[] {
+  const data = snapshotOf(resultOf(results, 'replication'));
+  if (data === undefined) return [{ text: 'archive: waiting for the replication probe…', tone: 'muted' }];
+  const snapshot = data.snapshot;
+  if (snapshot.role === 'standby') return [{ text: 'archive: this node is a standby; the primary archives the WAL (switch to it to see the archiver)', tone: 'muted' }];
+  return archiverParts(snapshot.archiver);
+}
+
+function archiverParts(archiver: Archiver): Part[] {
+  if (archiver.mode === 'off') return [{ text: 'archive: archive_mode is off: no WAL reaches the repositories, point-in-time recovery is impossible', tone: 'critical' }];
+  const parts: Part[] = [
+    archiver.failing ? { text: 'archive: FAILING', tone: 'critical' } : { text: 'archive: ok', tone: 'ok' },
+    { text: ` · ${formatCount(archiver.archivedCount)} archived` },
+    archiver.lastArchivedSeconds === null ? { text: ', none yet', tone: 'warning' } : { text: `, last ${formatDuration(archiver.lastArchivedSeconds)} ago` },
+    { text: ` · ${formatCount(archiver.failedCount)} failed`, tone: archiver.failedCount > 0 ? (archiver.failing ? 'critical' : 'warning') : undefined },
+  ];
+  if (archiver.lastFailedSeconds !== null) parts.push({ text: `, last ${formatDuration(archiver.lastFailedSeconds)} ago (${archiver.lastFailedWal ?? '?'})`, tone: archiver.failing ? 'critical' : undefined });
+  const waiting = archiver.waitingSegments;
+  parts.push(waiting === null
+    ? { text: ` · WAL waiting unknown (${archiver.waitingUnknownReason ?? 'not read'})`, tone: 'muted' }
+    : { text: ` · ${formatCount(waiting)} WAL waiting`, tone: waiting > archiveWaitingWarning ? 'warning' : undefined });
+  return parts;
+}
+
+/** The recovery window of one repository in a line, then a line per gap and timeline fork. */
+export function windowLines(data: RepositoryData, now: Date): Part[][] {
+  const window = data.window;
+  const lines: Part[][] = [];
+  const from: Part = window.from === null
+    ? { text: data.catalog.backups.length === 0 ? 'no backup' : 'no restorable backup', tone: 'critical' }
+    : { text: `${ageOf(window.from.time, now)} (${window.from.lsn})` };
+  const to: Part = window.newestWal === null ? { text: 'no archived WAL', tone: 'critical' } : { text: `${window.newestWal.wal} (tl ${window.newestWal.timeline})` };
+  const short = window.newestWal !== null && window.reachableTo !== null && window.reachableTo.wal !== window.newestWal.wal;
+  lines.push([
+    { text: '  window: ' },
+    from,
+    { text: ' → ' },
+    to,
+    short ? { text: ` · reachable only to ${window.reachableTo?.wal ?? ''}`, tone: 'critical' } : { text: '' },
+    { text: ` · ${window.gaps.length} ${window.gaps.length === 1 ? 'gap' : 'gaps'}`, tone: window.gaps.length > 0 ? 'critical' : 'ok' },
+    { text: ` · ${window.timelines.length} ${window.timelines.length === 1 ? 'timeline' : 'timelines'}` },
+  ]);
+  for (const gap of window.gaps) {
+    const missing = gap.missing === 1 ? gap.firstMissing : `${gap.firstMissing}…${gap.lastMissing}`;
+    lines.push([{ text: `  gap: ${formatCount(gap.missing)} missing on tl ${gap.timeline}: ${missing} (after ${gap.after})`, tone: 'critical' }]);
+  }
+  for (const timeline of window.timelines) {
+    if (timeline.parent === null) continue;
+    lines.push([{ text: `  fork: tl ${timeline.timeline} from tl ${timeline.parent} at ${timeline.switchLsn ?? timeline.forkWal ?? '?'}${timeline.inferred ? ' (inferred from names: history file unreadable)' : ''}`, tone: 'muted' }]);
+  }
+  return lines;
+}
+
+/** The lines of one repository: its name and state, then its window (or the reason and fix). */
+export function repositoryLines(state: RepositoryState, now: Date): Part[][] {
+  const name: Part = { text: `${state.name} (${state.description})`, tone: 'accent' };
+  if (state.status === 'loading') return [[name, { text: ': reading the catalog…', tone: 'muted' }]];
+  if (state.status === 'error') {
+    const lines: Part[][] = [
+      [name, { text: `: cannot read it (${recently(state.failedAt, now)}): ${state.reason}`, tone: 'critical' }],
+      [{ text: `  fix: ${state.fix}`, tone: 'warning' }],
+    ];
+    if (state.last !== null) lines.push([{ text: `  shown: the last good read, ${since(state.last.readAt, now)}`, tone: 'stale' }], ...windowLines(state.last, now));
+    return lines;
+  }
+  const counts = `${state.backups.length} ${state.backups.length === 1 ? 'backup' : 'backups'}`;
+  const incomplete = state.catalog.incomplete.length;
+  const problems = state.catalog.problems.length;
+  return [
+    [
+      name,
+      { text: `: ${counts}` },
+      incomplete > 0 ? { text: ` · ${incomplete} incomplete`, tone: 'warning' } : { text: '' },
+      problems > 0 ? { text: ` · ${problems} ${problems === 1 ? 'problem' : 'problems'}: ${state.catalog.problems[0] ?? ''}`, tone: 'warning' } : { text: '' },
+      { text: ` · read ${recently(state.readAt, now)}`, tone: 'muted' },
+    ],
+    ...windowLines(state, now),
+  ];
+}
+
+/** What the screen says when the cluster has no backup plan. */
+export function unconfiguredLines(cluster: string | undefined): readonly string[] {
+  return [
+    `No backup plan${cluster === undefined ? '' : ` for cluster ${cluster}`}: the config has no backups section covering it.`,
+    '',
+    `To configure one, add a "backups" section (${backupsConfigDoc}), e.g.:`,
+    '  "backups": { "repositories": [{ "name": "local", "type": "local", "path": "/var/lib/pgwarden/repo" }] }',
+    'then restart the console; this view lists the backups, the recovery window and the archiver.',
+  ];
+}
+
+function BackupsScreen(props: ScreenProps): ReactElement {
+  const { width, height, theme, now, viewState } = props;
+  const view = props.backups;
+  if (view === undefined || view.kind === 'unconfigured') {
+    return (
+      <ScreenFrame width={width} height={height}>
+        {unconfiguredLines(view?.cluster).map((line, index) => (
+          <TextLine key={index} text={line === '' ? ' ' : line} width={width} theme={theme} tone={index === 0 ? 'warning' : index >= 3 ? 'muted' : undefined} />
+        ))}
+      </ScreenFrame>
+    );
+  }
+  const model = backupsModel(props);
+  const header: Part[][] = [
+    [
+      { text: `cluster ${view.cluster}: ${view.repositories.length} ${view.repositories.length === 1 ? 'repository' : 'repositories'}` },
+      view.encrypted ? { text: ' · encrypted' } : { text: ' · NOT encrypted', tone: 'warning' },
+      view.keyProblem === null ? { text: '' } : { text: ` · keys: ${view.keyProblem}`, tone: 'warning' },
+      view.reading ? { text: ' · reading…', tone: 'muted' } : { text: '' },
+      viewState.filter === null ? { text: '' } : { text: ` · filter ${viewState.filter.text}: ${model.rows.length} rows`, tone: 'accent' },
+    ],
+    archiveLine(props.results),
+  ];
+  const repositories = view.repositories.flatMap((state) => repositoryLines(state, now));
+  const anyData = view.repositories.some((state) => dataOf(state) !== null);
+  // The list keeps at least its header and three rows; repository lines give way first.
+  const tableMin = anyData ? 4 : 0;
+  const shown = [...header, ...repositories].slice(0, Math.max(2, height - tableMin));
+  const tableHeight = height - shown.length;
+  return (
+    <ScreenFrame width={width} height={height}>
+      {shown.map((parts, index) => (
+        <PartsLine key={index} parts={parts} width={width} theme={theme} />
+      ))}
+      {anyData && tableHeight > 1 ? (
+        <ModelTable
+          model={model}
+          viewState={viewState}
+          height={tableHeight}
+          width={width}
+          theme={theme}
+          emptyText={viewState.filter === null ? 'no complete backup in any repository yet' : 'no backup matches the filter'}
+        />
+      ) : null}
+    </ScreenFrame>
+  );
+}
+
+/** The Backups view. */
+export const backupsScreen: ScreenModule<BackupEntry> = {
   id: 'backups',
   title: 'Backups',
-  Screen: placeholderScreen(backupsText),
+  model: backupsModel,
+  Screen: BackupsScreen,
 };

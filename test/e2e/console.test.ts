@@ -341,6 +341,19 @@ describe('the console in a real terminal', () => {
     expect(screen.split('\n').find((line) => line.includes('? help'))).not.toMatch(/vacuum|analyze/);
   });
 
+  it('--cluster and --node open the console on that node: header, data and connection agree', async () => {
+    const path = join(scratch, 'two-clusters.json');
+    await writeFile(path, JSON.stringify({
+      clusters: [
+        { name: 'first', nodes: [{ name: 'one', dsn: 'postgresql://postgres@127.0.0.1:5432/postgres' }] },
+        { name: 'second', nodes: [{ name: 'other', dsn: 'postgresql://postgres@127.0.0.1:5432/postgres' }, { name: 'mine', dsn }] },
+      ],
+    }));
+    const terminal = await open(`--config ${path} --cluster second --node mine`);
+    const screen = await terminal.waitForText(/^pgwarden .*second \/ mine/m);
+    expect(screen).not.toMatch(/first \/ one/);
+  });
+
   it('NO_COLOR=1 and --ascii: ASCII tree branches, no colour, the selection still marked', async () => {
     const chain = await lockChain();
     const terminal = await open(`--ascii --dsn ${dsn}`, { env: { NO_COLOR: '1' } });

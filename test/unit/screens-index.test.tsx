@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { views, type ViewState } from '../../src/app/state.js';
 import { makeTheme } from '../../src/components/theme.js';
 import { displayWidth } from '../../src/format/text-table.js';
-import { backupsText } from '../../src/screens/Backups.js';
+import { unconfiguredLines } from '../../src/screens/Backups.js';
 import { fitParts, formatMillis, sectionHeights, selectedIndexOf, shortState } from '../../src/screens/common.js';
 import { screens } from '../../src/screens/index.js';
 import {
@@ -21,7 +21,7 @@ describe('the screens table', () => {
 
   it('gives every list view but the reserved ones a model', () => {
     const lists = views.filter((view) => screens[view].model !== undefined);
-    expect(lists).toEqual(['activity', 'pool', 'locks', 'tables', 'replication', 'queries', 'alerts']);
+    expect(lists).toEqual(['activity', 'pool', 'locks', 'tables', 'replication', 'queries', 'alerts', 'backups']);
     for (const view of lists) {
       const model = screens[view].model!(screenProps(view));
       expect(model.columns.map((column) => column.id)).toContain(model.defaultSort.column);
@@ -66,15 +66,11 @@ describe('reserved and help views', () => {
     }
   });
 
-  it('Backups says what will appear there and which issue brings it', () => {
+  it('Backups without a backup monitor says how to configure a backup plan (test/unit/screens-backups.test.tsx has the rest)', () => {
     const { text } = renderScreen(screens.backups, screenProps('backups'));
-    expect(text.slice(0, 4)).toEqual([
-      'Backups: not configured (arrives with the backup issue)',
-      '',
-      'This view arrives with the backup issue. It will list:',
-      '- the last good backup, its size and duration, and the next one scheduled',
-    ]);
-    expect(backupsText.heading).toBe('Backups: not configured (arrives with the backup issue)');
+    expect(text[0]).toBe('No backup plan: the config has no backups section covering it.');
+    expect(text[2]).toContain('docs/configuration.md#backups');
+    expect(unconfiguredLines('main')[0]).toBe('No backup plan for cluster main: the config has no backups section covering it.');
   });
 
   it('Help lists the keymap', () => {
