@@ -35,6 +35,8 @@ const help = `
                                          full physical backup with pg_basebackup; counts once its WAL is archived (docs/backups.md)
     $ pgwarden verify [BACKUP_ID] --repo DIR [--key ID=FILE]
                                          check a backup's objects and WAL against its manifest; exit 1 on any problem
+    $ pgwarden restore --repo DIR --to latest|TIME|LSN|BACKUP_ID --target-dir DIR [--start [--port N]]
+                                         rebuild a data directory and recover to the target (docs/restore.md)
     $ pgwarden backups list --repo DIR [--json]
                                          backups, the recovery window, gaps and timeline forks (docs/retention.md)
     $ pgwarden backups expire --repo DIR [--days N] [--min-count N] [--max-count N] [--dry-run]
@@ -75,6 +77,10 @@ async function main(): Promise<CommandOutput> {
   if (process.argv[2] === 'backups') {
     const { backupsCommand } = await import('./cli/backups.js');
     return backupsCommand(process.argv.slice(3));
+  }
+  if (process.argv[2] === 'restore') {
+    const { restoreCommand } = await import('./cli/restore.js');
+    return restoreCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
   }
   // Own parsers: repeated --key options and flags the console does not have (docs/backups.md).
   if (process.argv[2] === 'backup' || process.argv[2] === 'verify') {

@@ -1,0 +1,751 @@
+/**
+ * `pgwarden restore` (issue 5 item 9, DESIGN §7 rules 5 and 6; docs/restore.md): a data directory
+ * rebuilt from a physical backup's parts, with the recovery settings that replay the archived WAL
+ * to a target, and optionally started and watched until recovery ends.
+ *
+ * 1. Plan (nothing written yet): the catalog and its recovery window choose the backup (the newest
+ *    restorable one whose consistent point is before the target) and refuse a target the archive
+ *    cannot reach: beyond the archived WAL, behind a gap, or (for a time) after the last commit in
+ *    the archive, found with pg_waldump, since a target never reached is fatal on PostgreSQL 13+.
+ * 2. Unpack: each part is read with its stored SHA-256 checked as it streams, decrypted,
+ *    decompressed, checked against its original size and SHA-256, and fed in order to one
+ *    `tar -x` run as the directory's owner. `pgwarden-restore.json` in the target records, after
+ *    each part, the start of the tar member in progress at that part's start: an interrupted
+ *    restore run again with the same arguments skips the parts before it and re-extracts from that
+ *    member on (tar overwrites the files it meets again).
+ * 3. Recovery settings: a block in postgresql.auto.conf (restore_command = pgwarden wal fetch,
+ *    recovery_target_*, recovery_target_action = 'promote', archive_mode = 'off' unless asked to
+ *    keep archiving) and recovery.signal.
+ * 4. With `start`: pg_ctl start as the owner, then wait until pg_is_in_recovery() is false; a
+ *    server that stops instead (FATAL: the target was not reached) is a RecoveryFailedError.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { PassThrough, Writable, type Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { writeFileAtomic } from '../atomic-file.js';
+import { UserError, messageOf } from '../errors.js';
+import { readCatalog } from './catalog.js';
+import { decryptStream } from './crypto.js';
+import type { KeySource } from './keys.js';
+import type { BackupManifest, Keyring, Repository } from './types.js';
+import { Meter, childStream } from './verify.js';
+import { fetchWal } from './wal/fetch.js';
+import { parseWalFileName, segmentFileName, segmentNumber } from './wal/segment.js';
+import { bigIntToLsn, lsnToBigInt, recoveryWindow, type BackupReach, type RecoveryWindow } from './window.js';
+
+/** The progress file in the target directory. */
+export const PROGRESS_FILE = 'pgwarden-restore.json';
+/** The server log of a restore started with `start`, in the target directory. */
+export const RESTORE_LOG = 'pgwarden-restore.log';
+const BLOCK_BEGIN = '# pgwarden restore: recovery settings (begin)';
+const BLOCK_END = '# pgwarden restore: recovery settings (end)';
+/** How many archived segments back from the newest reachable one pg_waldump looks for a commit. */
+const COMMIT_SEARCH_SEGMENTS = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Targets
+
+export type RestoreTarget =
+  | { readonly kind: 'latest' }
+  /** `text`: the instant in UTC as PostgreSQL reads it; `micros`: microseconds since the epoch. */
+  | { readonly kind: 'time'; readonly text: string; readonly micros: bigint }
+  | { readonly kind: 'lsn'; readonly lsn: string }
+  | { readonly kind: 'backup'; readonly id: string };
+
+const TIME_PATTERN = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?\s*(Z|UTC|[+-]\d{2}(?::?\d{2})?)$/i;
+
+/** An ISO timestamp with a zone → microseconds since the epoch; undefined when it is not one. */
+export function timestampMicros(text: string): bigint | undefined {
+  const match = TIME_PATTERN.exec(text.trim());
+  if (match === null) return undefined;
+  const [, date, time, fraction = '', zone = 'Z'] = match;
+  let offset = zone.toUpperCase() === 'Z' || zone.toUpperCase() === 'UTC' ? 'Z' : zone;
+  if (/^[+-]\d{2}$/.test(offset)) offset = `${offset}:00`;
+  else if (/^[+-]\d{4}$/.test(offset)) offset = `${offset.slice(0, 3)}:${offset.slice(3)}`;
+  const ms = Date.parse(`${date}T${time}${offset}`);
+  if (Number.isNaN(ms)) return undefined;
+  return BigInt(ms) * 1000n + BigInt(fraction.padEnd(6, '0'));
+}
+
+/** Microseconds since the epoch → "2026-11-27 19:03:00.123456+00". */
+export function microsToText(micros: bigint): string {
+  const iso = new Date(Number(micros / 1000n)).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}.${String(micros % 1_000_000n).padStart(6, '0')}+00`;
+}
+
+/** Reads `--to`: latest, an ISO timestamp with its zone, an LSN, or a backup id. */
+export function parseRestoreTarget(text: string): RestoreTarget {
+  const value = text.trim();
+  if (value === 'latest') return { kind: 'latest' };
+  if (/^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/.test(value)) return { kind: 'lsn', lsn: value.toUpperCase() };
+  if (/^\d{8}T\d{6}Z-/.test(value)) return { kind: 'backup', id: value };
+  const micros = timestampMicros(value);
+  if (micros !== undefined) return { kind: 'time', text: microsToText(micros), micros };
+  if (/^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}/.test(value)) {
+    throw new UserError(`--to ${value}: a time needs seconds and its zone`, 'write it as 2026-11-27T19:03:00Z or 2026-11-27 20:03:00.250+01:00');
+  }
+  throw new UserError(`--to ${value} is not a restore target`, 'use latest, an ISO time with its zone (2026-11-27T19:03:00Z), an LSN (0/3000028) or a backup id (20261127T183000Z-full)');
+}
+
+function describeTarget(target: RestoreTarget): string {
+  switch (target.kind) {
+    case 'latest': return 'latest';
+    case 'time': return target.text;
+    case 'lsn': return target.lsn;
+    case 'backup': return `backup ${target.id}`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan
+
+export interface RestorePlan {
+  readonly manifest: BackupManifest;
+  readonly reach: BackupReach;
+  readonly target: RestoreTarget;
+  readonly window: RecoveryWindow;
+  /** For a time target: the last commit time found in the WAL the backup reaches. */
+  readonly lastCommit?: string;
+}
+
+/** One line per fact of the window, for refusals. */
+export function describeWindow(window: RecoveryWindow): string {
+  const lines: string[] = [];
+  if (window.from === null) lines.push('recovery window: empty (no restorable backup)');
+  else lines.push(`recovery window: from ${window.from.time} (backup ${window.from.backupId}, ${window.from.lsn}) to ${window.reachableTo?.lsn ?? '?'} (end of WAL ${window.reachableTo?.wal ?? '?'})`);
+  if (window.newestWal !== null && window.reachableTo !== null && window.newestWal.wal !== window.reachableTo.wal) {
+    lines.push(`newest archived WAL: ${window.newestWal.wal}, unreachable from any backup`);
+  }
+  for (const gap of window.gaps) lines.push(`gap: timeline ${gap.timeline}, ${gap.missing} segment(s) missing from ${gap.firstMissing} to ${gap.lastMissing}`);
+  for (const backup of window.backups) {
+    lines.push(`backup ${backup.id}: ${backup.restorable ? `restores from ${backup.from.time} to ${backup.to?.lsn ?? '?'}` : `not restorable: ${backup.problem ?? ''}`}`);
+  }
+  return lines.join('\n  ');
+}
+
+/** The path of a PostgreSQL program: /usr/lib/postgresql/<major>/bin when it is there, else the PATH. */
+function pgProgram(pgBin: string | undefined, major: number, name: string): string {
+  const dir = pgBin ?? `/usr/lib/postgresql/${major}/bin`;
+  return existsSync(join(dir, name)) ? join(dir, name) : name;
+}
+
+interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function run(command: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.on('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ENOENT' ? new UserError(`the ${command} program is not installed`, 'install the PostgreSQL server package of the backup\'s version') : error));
+    child.on('close', (code) => done({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+/** The latest COMMIT/ABORT time (microseconds) pg_waldump finds in one WAL file, or undefined. */
+async function lastCommitIn(path: string, waldump: string): Promise<bigint | undefined> {
+  const result = await run(waldump, [path], { ...process.env, TZ: 'UTC' });
+  let last: bigint | undefined;
+  for (const match of result.stdout.matchAll(/desc: (?:COMMIT|ABORT) (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?) UTC/g)) {
+    const micros = timestampMicros(`${match[1] ?? ''}Z`);
+    if (micros !== undefined && (last === undefined || micros > last)) last = micros;
+  }
+  if (last === undefined && result.stdout === '' && result.code !== 0 && !/invalid record|could not find a valid record/.test(result.stderr)) {
+    throw new Error(`pg_waldump ${path} failed: ${result.stderr.trim()}`);
+  }
+  return last;
+}
+
+/** The last commit time in the WAL a backup reaches, looking back from its newest segment. */
+async function lastCommitReached(repository: Repository, keyring: Keyring | undefined, manifest: BackupManifest, reach: BackupReach, segmentSize: number, pgBin: string | undefined): Promise<bigint | undefined> {
+  if (reach.to === null) return undefined;
+  const waldump = pgProgram(pgBin, manifest.pgVersion, 'pg_waldump');
+  const scratch = await mkdtemp(join(tmpdir(), 'pgwarden-restore-wal-'));
+  try {
+    const stopTimeline = reach.to.timeline;
+    const ranges = reach.ranges.filter((range) => range.timeline === stopTimeline);
+    let segment = lsnToBigInt(reach.to.lsn) / BigInt(segmentSize) - 1n;
+    const first = segmentOfName(ranges[0]?.fromWal ?? reach.to.wal, segmentSize);
+    for (let n = 0; n < COMMIT_SEARCH_SEGMENTS && segment >= first; n++, segment--) {
+      const name = segmentFileName(stopTimeline, segment, segmentSize);
+      const destination = join(scratch, name);
+      const fetched = await fetchWal(name, destination, { repository, keyring, dataDirectory: scratch });
+      if (fetched.outcome !== 'restored') break;
+      const last = await lastCommitIn(destination, waldump);
+      await rm(destination, { force: true });
+      if (last !== undefined) return last;
+    }
+    return undefined;
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function segmentOfName(name: string, segmentSize: number): bigint {
+  const file = parseWalFileName(name);
+  const number = file === undefined ? undefined : segmentNumber(file, segmentSize);
+  if (number === undefined) throw new Error(`not a WAL segment name: "${name}"`);
+  return number;
+}
+
+/** A restore refused before anything was written: a target outside the window, a non-empty or running directory. */
+export class RestoreRefusedError extends UserError {}
+
+/** Refusal of a target the archive cannot reach, with the window. */
+function unreachable(message: string, window: RecoveryWindow): UserError {
+  return new RestoreRefusedError(`${message}\n  ${describeWindow(window)}`, 'choose a target inside the recovery window (pgwarden backups list shows it); nothing was written');
+}
+
+/**
+ * Chooses the backup for `target` and checks that the archive reaches it. Reads the repository
+ * (and for a time target, the newest WAL through pg_waldump); writes nothing.
+ */
+export async function planRestore(repository: Repository, keyring: Keyring | undefined, target: RestoreTarget, pgBin?: string): Promise<RestorePlan> {
+  const catalog = await readCatalog(repository, keyring === undefined ? {} : { keyring });
+  const window = recoveryWindow(catalog);
+  const manifests = catalog.backups.map((backup) => backup.manifest);
+  const restorable = window.backups.filter((backup) => backup.restorable);
+  const manifestOf = (id: string): BackupManifest => {
+    const manifest = manifests.find((m) => m.id === id);
+    if (manifest === undefined) throw new Error(`no manifest for ${id}`);
+    return manifest;
+  };
+  if (restorable.length === 0) throw unreachable(`${repository.description} holds no restorable backup`, window);
+
+  switch (target.kind) {
+    case 'backup': {
+      const reach = window.backups.find((backup) => backup.id === target.id);
+      if (reach === undefined) throw unreachable(`backup ${target.id} is not a complete backup in ${repository.description}`, window);
+      if (!reach.restorable) throw unreachable(`backup ${target.id} cannot be restored: ${reach.problem ?? 'its WAL is incomplete'}`, window);
+      return { manifest: manifestOf(reach.id), reach, target, window };
+    }
+    case 'latest': {
+      const reach = restorable[restorable.length - 1];
+      if (reach === undefined || reach.to === null) throw unreachable('no backup reaches any archived WAL', window);
+      if (window.newestWal !== null && window.newestWal.wal !== reach.to.wal) {
+        throw unreachable(`a restore to latest from backup ${reach.id} would stop at ${reach.to.wal}, before the newest archived WAL ${window.newestWal.wal} (rule 6)`, window);
+      }
+      return { manifest: manifestOf(reach.id), reach, target, window };
+    }
+    case 'lsn': {
+      const wanted = lsnToBigInt(target.lsn);
+      const candidates = restorable.filter((backup) => lsnToBigInt(backup.from.lsn) <= wanted);
+      const reach = candidates[candidates.length - 1];
+      if (reach === undefined) throw unreachable(`LSN ${target.lsn} is before the consistent point of every restorable backup`, window);
+      if (reach.to === null || lsnToBigInt(reach.to.lsn) <= wanted) {
+        throw unreachable(`LSN ${target.lsn} is beyond the archived WAL that backup ${reach.id} reaches (up to ${reach.to?.lsn ?? 'nothing'})`, window);
+      }
+      return { manifest: manifestOf(reach.id), reach, target, window };
+    }
+    case 'time': {
+      const candidates = restorable.filter((backup) => {
+        const micros = timestampMicros(backup.from.time);
+        return micros !== undefined && micros < target.micros;
+      });
+      const reach = candidates[candidates.length - 1];
+      if (reach === undefined) throw unreachable(`${target.text} is before the consistent point of every restorable backup`, window);
+      const manifest = manifestOf(reach.id);
+      const last = await lastCommitReached(repository, keyring, manifest, reach, window.segmentSize, pgBin);
+      if (last === undefined || last <= target.micros) {
+        throw unreachable(
+          `${target.text} is after the last commit in the archived WAL that backup ${reach.id} reaches (${last === undefined ? 'none found' : microsToText(last)}): recovery would never reach it, which is fatal on PostgreSQL 13+`,
+          window,
+        );
+      }
+      return { manifest, reach, target, window, lastCommit: microsToText(last) };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The owner and the target directory
+
+export interface Owner {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+async function idOf(args: readonly string[]): Promise<string> {
+  const result = await run('id', args);
+  if (result.code !== 0) throw new UserError(`no such OS user: ${args[args.length - 1] ?? ''}`, 'pass --owner with the user that runs PostgreSQL (usually postgres)');
+  return result.stdout.trim();
+}
+
+/** The OS user named, or the owner of `parent` (postgres when root owns it). */
+export async function resolveOwner(name: string | undefined, parent: string): Promise<Owner> {
+  let user = name;
+  if (user === undefined) {
+    const uid = await stat(parent).then((s) => s.uid, () => 0);
+    user = uid === 0 ? 'postgres' : await idOf(['-nu', String(uid)]);
+  }
+  const uid = Number(await idOf(['-u', user]));
+  const gid = Number(await idOf(['-g', user]));
+  const self = process.getuid?.() ?? -1;
+  if (self !== 0 && self !== uid) {
+    throw new UserError(`the restored directory must belong to ${user}, and only root or ${user} can make it so`, `run pgwarden restore as ${user} (e.g. runuser -u ${user} -- pgwarden restore …) or as root`);
+  }
+  return { name: user, uid, gid };
+}
+
+/** [program, args] that run `program` as `owner` (through runuser when we are root and they are not us). */
+function asOwner(owner: Owner, program: string, args: readonly string[]): [string, string[]] {
+  if ((process.getuid?.() ?? -1) === owner.uid) return [program, [...args]];
+  return ['runuser', ['-u', owner.name, '--', program, ...args]];
+}
+
+async function giveTo(owner: Owner, path: string): Promise<void> {
+  if ((process.getuid?.() ?? -1) === 0) await chown(path, owner.uid, owner.gid);
+}
+
+/** The pid in postmaster.pid when that process is alive. */
+function runningPostmaster(dir: string): Promise<number | undefined> {
+  return readFile(join(dir, 'postmaster.pid'), 'utf8').then((text) => {
+    const pid = Number.parseInt(text, 10);
+    if (!(pid > 0)) return undefined;
+    try {
+      process.kill(pid, 0);
+      return pid;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+    }
+  }, () => undefined);
+}
+
+interface Progress {
+  readonly format: 1;
+  readonly backupId: string;
+  readonly target: string;
+  /** 'unpacking' (resumable), 'unpacked' (every part is in; settings may be rewritten), 'started'. */
+  readonly state: 'unpacking' | 'unpacked' | 'started';
+  /** Parts unpacked and verified, counted from the first. */
+  readonly partsDone: number;
+  /** The tar offset to resume from: the start of the member in progress at the start of the last part done. */
+  readonly resumeOffset: number;
+  readonly updatedAt: string;
+}
+
+async function readProgress(dir: string): Promise<Progress | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, PROGRESS_FILE), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const value = JSON.parse(text) as Progress;
+    if (value.format !== 1 || typeof value.backupId !== 'string' || typeof value.resumeOffset !== 'number') throw new Error('bad format');
+    return value;
+  } catch {
+    throw new UserError(`${join(dir, PROGRESS_FILE)} is damaged`, 'delete the target directory and restore again');
+  }
+}
+
+async function writeProgress(dir: string, owner: Owner, progress: Omit<Progress, 'format' | 'updatedAt'>): Promise<void> {
+  await writeFileAtomic(dir, PROGRESS_FILE, `${JSON.stringify({ format: 1, ...progress, updatedAt: new Date().toISOString() }, null, 2)}\n`);
+  await giveTo(owner, join(dir, PROGRESS_FILE));
+}
+
+/**
+ * Checks the target: absent or empty (created, owned by the owner, mode 0700), or holding the
+ * progress file of the same restore (resumed). Refuses anything else, and any running server.
+ */
+async function prepareTarget(dir: string, owner: Owner, backupId: string, target: string): Promise<Progress | undefined> {
+  const pid = await runningPostmaster(dir);
+  if (pid !== undefined) throw new RestoreRefusedError(`${dir} belongs to a running PostgreSQL server (postmaster.pid: process ${pid})`, 'restore into another directory, or stop that server first and move its directory away');
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    if (!existsSync(dirname(dir))) throw new UserError(`the parent of ${dir} does not exist`, `create ${dirname(dir)} first`);
+    await mkdir(dir, { mode: 0o700 });
+    entries = [];
+  }
+  const progress = entries.includes(PROGRESS_FILE) ? await readProgress(dir) : undefined;
+  if (progress === undefined && entries.length > 0) {
+    throw new RestoreRefusedError(`${dir} is not empty (${entries.length} entries, e.g. ${entries.slice(0, 3).join(', ')})`, 'restore into an empty or new directory; pgwarden never overwrites one');
+  }
+  if (progress !== undefined) {
+    if (progress.backupId !== backupId || progress.target !== target) {
+      throw new RestoreRefusedError(`${dir} holds an interrupted restore of backup ${progress.backupId} to ${progress.target}, not of ${backupId} to ${target}`, 'run the same restore again to resume it, or delete the directory to start over');
+    }
+    if (progress.state === 'started') throw new RestoreRefusedError(`${dir} was restored and started already: it is a cluster now`, `start it with pg_ctl -D ${dir} start as its owner, or delete it to restore again`);
+  }
+  await giveTo(owner, dir);
+  await chmod(dir, 0o700);
+  return progress;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unpacking
+
+/**
+ * Follows tar headers in a stream fed in order, to know where each member (with its pax or GNU
+ * long-name headers) starts: a resumed `tar -x` must begin at a header.
+ */
+export class TarBoundaries {
+  private nextHeaderAt: number;
+  private groupStart: number;
+  private inExtended = false;
+  private header: Buffer[] = [];
+  private headerBytes = 0;
+
+  constructor(start: number) {
+    this.nextHeaderAt = start;
+    this.groupStart = start;
+  }
+
+  /** `chunk` is the stream from absolute offset `at` on. */
+  feed(chunk: Buffer, at: number): void {
+    let pos = 0;
+    while (pos < chunk.length) {
+      const here = at + pos;
+      if (this.headerBytes > 0 || here === this.nextHeaderAt) {
+        if (this.headerBytes === 0 && !this.inExtended) this.groupStart = here;
+        const take = Math.min(512 - this.headerBytes, chunk.length - pos);
+        this.header.push(chunk.subarray(pos, pos + take));
+        this.headerBytes += take;
+        pos += take;
+        if (this.headerBytes === 512) this.parse(Buffer.concat(this.header));
+      } else {
+        pos += Math.max(1, Math.min(this.nextHeaderAt - here, chunk.length - pos));
+      }
+    }
+  }
+
+  private parse(block: Buffer): void {
+    this.header = [];
+    this.headerBytes = 0;
+    const start = this.nextHeaderAt;
+    if (block.every((byte) => byte === 0)) {
+      this.nextHeaderAt = start + 512;
+      this.inExtended = false;
+      return;
+    }
+    const type = String.fromCharCode(block[156] ?? 0);
+    const size = tarSize(block.subarray(124, 136));
+    this.nextHeaderAt = start + 512 + Math.ceil(size / 512) * 512;
+    this.inExtended = ['x', 'g', 'L', 'K'].includes(type);
+  }
+
+  /** Where `tar -x` can resume to re-extract everything from `offset` on (call with the stream fed exactly up to it). */
+  resumePoint(offset: number): number {
+    return this.headerBytes === 0 && this.nextHeaderAt === offset && !this.inExtended ? offset : this.groupStart;
+  }
+}
+
+function tarSize(field: Buffer): number {
+  if (((field[0] ?? 0) & 0x80) !== 0) {
+    let value = 0;
+    for (let i = 1; i < field.length; i++) value = value * 256 + (field[i] ?? 0);
+    return value;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+/g, '');
+  return text === '' ? 0 : Number.parseInt(text, 8);
+}
+
+function decoder(compression: BackupManifest['compression']): { stream: Duplex; exited: Promise<void> } {
+  if (compression === 'none') return { stream: new PassThrough(), exited: Promise.resolve() };
+  if (compression === 'gzip') return { stream: createGunzip(), exited: Promise.resolve() };
+  return childStream('zstd', ['-d', '-q', '-c', '--no-progress']);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Thrown when a part does not give back what its manifest records; names the part. */
+export class DamagedPartError extends UserError {}
+
+async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string, progress: Progress | undefined): Promise<{ done: number; skipped: number }> {
+  const { manifest } = plan;
+  const objects = manifest.objects;
+  const starts: number[] = [];
+  let total = 0;
+  for (const object of objects) {
+    starts.push(total);
+    total += object.originalSize;
+  }
+  const resumeOffset = progress?.resumeOffset ?? 0;
+  let first = 0;
+  while (first + 1 < objects.length && (starts[first + 1] ?? 0) <= resumeOffset) first++;
+  if (first > 0) options.progress?.(`restore: resuming at part ${first + 1}/${objects.length}: parts 1-${first} were unpacked and verified before`);
+
+  const [program, args] = asOwner(owner, 'tar', ['-x', '-f', '-', '-C', dir]);
+  const tar = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  const tarErrors: Buffer[] = [];
+  tar.stderr.on('data', (chunk: Buffer) => tarErrors.push(chunk));
+  let tarError: Error | undefined;
+  const tarExited = new Promise<void>((done, fail) => {
+    tar.on('error', (error) => fail(error));
+    tar.on('close', (code, signal) => {
+      if (code === 0) done();
+      else fail(new Error(`tar -x into ${dir} failed (${signal ?? `exit ${code ?? '?'}`}): ${Buffer.concat(tarErrors).toString('utf8').trim()}`));
+    });
+  });
+  tarExited.catch((error: unknown) => {
+    tarError = error instanceof Error ? error : new Error(String(error));
+  });
+  tar.stdin.on('error', () => undefined);
+
+  const boundaries = new TarBoundaries(resumeOffset);
+  let position = starts[first] ?? 0;
+  const into = (): Writable => new Writable({
+    write: (chunk: Buffer, _encoding, callback) => {
+      void (async () => {
+        if (tarError !== undefined) throw tarError;
+        let data = chunk;
+        if (position < resumeOffset) {
+          const skip = Math.min(resumeOffset - position, data.length);
+          position += skip;
+          data = data.subarray(skip);
+        }
+        if (data.length === 0) return;
+        boundaries.feed(data, position);
+        position += data.length;
+        if (!tar.stdin.write(data)) await Promise.race([once(tar.stdin, 'drain'), tarExited.then(() => Promise.reject(new Error('tar exited before the end of the archive')))]);
+      })().then(() => callback(), (error: unknown) => callback(error instanceof Error ? error : new Error(String(error))));
+    },
+  });
+
+  const encrypted = manifest.keyId !== null;
+  if (encrypted && options.keyring === undefined) throw new UserError(`backup ${manifest.id} is encrypted with key ${manifest.keyId ?? ''}`, `pass --key ${manifest.keyId ?? 'ID'}=FILE or --key-env ${manifest.keyId ?? 'ID'}=VAR`);
+  try {
+    for (let index = first; index < objects.length; index++) {
+      const object = objects[index];
+      if (object === undefined) break;
+      const resumeHere = boundaries.resumePoint(Math.max(starts[index] ?? 0, resumeOffset));
+      const label = `part ${index + 1}/${objects.length} (${object.key})`;
+      try {
+        const stored = await options.repository.get(object.key, object.sha256);
+        const storedMeter = new Meter();
+        const original = new Meter();
+        const { stream: inflate, exited } = decoder(manifest.compression);
+        const flow = encrypted && options.keyring !== undefined
+          ? pipeline(stored, storedMeter, decryptStream(options.keyring), inflate, original, into())
+          : pipeline(stored, storedMeter, inflate, original, into());
+        await Promise.all([flow, exited]);
+        if (storedMeter.bytes !== object.size) throw new Error(`${storedMeter.bytes} bytes stored, the manifest records ${object.size}`);
+        if (original.bytes !== object.originalSize || original.digest() !== object.originalSha256) {
+          throw new Error(`it decodes to ${original.bytes} bytes that differ from the original the manifest records (${object.originalSize} bytes, SHA-256 ${object.originalSha256.slice(0, 12)}…)`);
+        }
+      } catch (error) {
+        throw new DamagedPartError(`${label} of backup ${manifest.id} failed: ${messageOf(error)}`, 'check the repository with pgwarden verify; restore from another copy of the repository or another backup');
+      }
+      await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: resumeHere });
+      options.progress?.(`restore: ${label} verified and unpacked (${mib(object.originalSize)}; ${mib((starts[index] ?? 0) + object.originalSize)} of ${mib(total)})`);
+    }
+    tar.stdin.end();
+    await tarExited;
+  } catch (error) {
+    tar.stdin.destroy();
+    await tarExited.catch(() => undefined);
+    throw error;
+  }
+  if (!existsSync(join(dir, 'backup_label'))) throw new UserError(`${dir} has no backup_label after unpacking backup ${manifest.id}`, 'the backup is not a pg_basebackup data directory: restore another backup');
+  await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacked', partsDone: objects.length, resumeOffset: total });
+  return { done: objects.length - first, skipped: first };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recovery settings
+
+function quoteShell(word: string): string {
+  return /^[A-Za-z0-9_./=:@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function quoteConf(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+/** The restore_command: `<node> <pgwarden> wal fetch %f %p --repo DIR [--key ID=FILE | --key-env ID=VAR]…` (never key material). */
+export function restoreCommandLine(pgwarden: readonly string[], repositoryDir: string, keys: readonly KeySource[]): string {
+  const words = [...pgwarden.map(quoteShell), 'wal', 'fetch', '%f', '%p', '--repo', quoteShell(repositoryDir)];
+  for (const key of keys) words.push('file' in key ? `--key ${quoteShell(`${key.id}=${resolve(key.file)}`)}` : `--key-env ${quoteShell(`${key.id}=${key.env}`)}`);
+  return words.join(' ');
+}
+
+/** The recovery settings for `target`, as postgresql.auto.conf lines. */
+export function recoverySettings(target: RestoreTarget, restoreCommand: string, extra: Readonly<Record<string, string>>): string[] {
+  const settings: [string, string][] = [['restore_command', restoreCommand], ['recovery_target_timeline', 'latest']];
+  if (target.kind === 'time') settings.push(['recovery_target_time', target.text], ['recovery_target_inclusive', 'on']);
+  if (target.kind === 'lsn') settings.push(['recovery_target_lsn', target.lsn], ['recovery_target_inclusive', 'on']);
+  if (target.kind === 'backup') settings.push(['recovery_target', 'immediate']);
+  settings.push(['recovery_target_action', 'promote'], ...Object.entries(extra));
+  return settings.map(([name, value]) => `${name} = ${quoteConf(value)}`);
+}
+
+async function writeRecoverySettings(dir: string, owner: Owner, lines: readonly string[], plan: RestorePlan): Promise<void> {
+  const path = join(dir, 'postgresql.auto.conf');
+  const existing = await readFile(path, 'utf8').catch(() => '# Do not edit this file manually!\n# It will be overwritten by the ALTER SYSTEM command.\n');
+  const begin = existing.indexOf(BLOCK_BEGIN);
+  const end = existing.indexOf(BLOCK_END);
+  const kept = begin >= 0 && end > begin ? existing.slice(0, begin) + existing.slice(end + BLOCK_END.length + 1) : existing;
+  const block = [BLOCK_BEGIN, `# backup ${plan.manifest.id}, target ${describeTarget(plan.target)}, written ${new Date().toISOString()}`, ...lines, BLOCK_END].join('\n');
+  await writeFile(path, `${kept.endsWith('\n') || kept === '' ? kept : `${kept}\n`}${block}\n`, { mode: 0o600 });
+  await giveTo(owner, path);
+  await writeFile(join(dir, 'recovery.signal'), '', { mode: 0o600 });
+  await giveTo(owner, join(dir, 'recovery.signal'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting
+
+/** Thrown when the restored server stops instead of finishing recovery (rule 6). */
+export class RecoveryFailedError extends UserError {}
+
+export function freeTcpPort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (address !== null && typeof address === 'object' ? done(address.port) : fail(new Error('no free port'))));
+    });
+  });
+}
+
+async function fatalLines(logPath: string): Promise<string> {
+  const log = await readFile(logPath, 'utf8').catch(() => '');
+  const lines = log.split('\n').filter((line) => /\b(FATAL|PANIC):/.test(line));
+  return lines.length > 0 ? lines.join('\n  ') : log.trim().split('\n').slice(-10).join('\n  ');
+}
+
+export interface RecoveryOutcome {
+  readonly port: number;
+  /** The last WAL position replayed and the commit time of the last transaction replayed. */
+  readonly reachedLsn: string;
+  readonly reachedTime: string | null;
+  readonly timeline: number;
+  readonly durationMs: number;
+  /** The server log line that says where recovery stopped, when the target was not latest. */
+  readonly stopLine: string | null;
+}
+
+async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string, port: number): Promise<RecoveryOutcome> {
+  const started = Date.now();
+  const major = plan.manifest.pgVersion;
+  const logPath = join(dir, RESTORE_LOG);
+  await writeFile(logPath, '', { flag: 'a', mode: 0o600 });
+  await giveTo(owner, logPath);
+  const [ctl, ctlArgs] = asOwner(owner, pgProgram(options.pgBin, major, 'pg_ctl'), ['start', '-D', dir, '-l', logPath, '-w', '-t', '86400', '-s']);
+  options.progress?.(`restore: starting PostgreSQL ${major} on port ${port} as ${owner.name}; server log ${logPath}`);
+  const start = await run(ctl, ctlArgs);
+  const psql = pgProgram(options.pgBin, major, 'psql');
+  const query = async (sql: string): Promise<string | undefined> => {
+    const pidText = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => '');
+    const lines = pidText.split('\n');
+    const host = lines[4]?.trim() || lines[5]?.trim() || '127.0.0.1';
+    const [program, args] = asOwner(owner, psql, ['-X', '-A', '-t', '-q', '-h', host === '*' ? '127.0.0.1' : host, '-p', String(port), '-U', owner.name, '-d', 'postgres', '-c', sql]);
+    const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '5', TZ: 'UTC' });
+    return result.code === 0 ? result.stdout.trim() : undefined;
+  };
+  let lastReport = Date.now();
+  for (;;) {
+    if (start.code !== 0 || (await runningPostmaster(dir)) === undefined) {
+      throw new RecoveryFailedError(
+        `RECOVERY FAILED: the restored server in ${dir} stopped before recovery ended (target ${describeTarget(plan.target)})\n  ${await fatalLines(logPath)}`,
+        'the target was not reached or WAL is missing: see the server log above; restore again with a target inside the recovery window',
+      );
+    }
+    const inRecovery = await query('select pg_is_in_recovery()');
+    if (inRecovery === 'f') break;
+    if (Date.now() - lastReport > 10_000) {
+      lastReport = Date.now();
+      options.progress?.(`restore: recovering, replayed up to ${(await query('select pg_last_wal_replay_lsn()')) ?? '?'}`);
+    }
+    await new Promise((done) => setTimeout(done, 200));
+  }
+  const facts = (await query("select pg_last_wal_replay_lsn() || '|' || coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' || (select timeline_id from pg_control_checkpoint())")) ?? '||';
+  const [lsn = '', time = '', timeline = '0'] = facts.split('|');
+  const log = await readFile(logPath, 'utf8').catch(() => '');
+  const stopLine = /^.*recovery stopping.*$/m.exec(log)?.[0] ?? null;
+  const outcome: RecoveryOutcome = { port, reachedLsn: lsn, reachedTime: time === '' ? null : time, timeline: Number(timeline), durationMs: Date.now() - started, stopLine };
+  // Rule 6: latest replays at least into the newest archived segment; a target is reached or this fails.
+  if (plan.target.kind === 'latest' && plan.reach.to !== null && lsn !== '') {
+    const lastSegmentStart = lsnToBigInt(plan.reach.to.lsn) - BigInt(plan.window.segmentSize);
+    if (lsnToBigInt(lsn) < lastSegmentStart) {
+      throw new RecoveryFailedError(`RECOVERY FAILED: recovery ended at ${lsn}, before the newest archived WAL ${plan.reach.to.wal} (from ${bigIntToLsn(lastSegmentStart)})`, 'a WAL file could not be fetched: check the repository with pgwarden verify and the server log');
+    }
+  }
+  if (plan.target.kind === 'lsn' && lsn !== '' && lsnToBigInt(lsn) < lsnToBigInt(plan.target.lsn)) {
+    throw new RecoveryFailedError(`RECOVERY FAILED: recovery ended at ${lsn}, before the target ${plan.target.lsn}`, 'see the server log');
+  }
+  if ((plan.target.kind === 'time' || plan.target.kind === 'lsn') && stopLine === null) {
+    throw new RecoveryFailedError(`RECOVERY FAILED: the server left recovery at ${lsn} without saying it stopped at the target ${describeTarget(plan.target)}`, `see ${logPath}`);
+  }
+  return outcome;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The restore
+
+export interface RestoreOptions {
+  readonly repository: Repository;
+  /** The repository directory, for restore_command. */
+  readonly repositoryDir: string;
+  readonly keyring: Keyring | undefined;
+  /** Where the keys came from, for restore_command (file paths and variable names, never keys). */
+  readonly keySources: readonly KeySource[];
+  /** How to run pgwarden: [node, bin/pgwarden.js]. */
+  readonly pgwarden: readonly string[];
+  readonly target: RestoreTarget;
+  readonly targetDir: string;
+  /** The OS user that will own and run the restored cluster (default: the parent dir's owner, else postgres). */
+  readonly owner?: string;
+  /** Start the server and wait for recovery to end; port undefined: a free one. */
+  readonly start?: { readonly port?: number };
+  /** Keep the copied archive_mode (the restored server then archives where the source did). */
+  readonly keepArchiving?: boolean;
+  readonly pgBin?: string;
+  readonly progress?: (line: string) => void;
+}
+
+export interface RestoreResult {
+  readonly backupId: string;
+  readonly targetDir: string;
+  readonly owner: string;
+  readonly partsUnpacked: number;
+  readonly partsSkipped: number;
+  readonly settings: readonly string[];
+  readonly lastCommit?: string;
+  readonly recovery?: RecoveryOutcome;
+}
+
+/** Restores a backup into `targetDir` for `target` (see the file comment). */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const dir = resolve(options.targetDir);
+  const owner = await resolveOwner(options.owner, dirname(dir));
+  const plan = await planRestore(options.repository, options.keyring, options.target, options.pgBin);
+  options.progress?.(`restore: backup ${plan.manifest.id} (consistent at ${plan.manifest.consistentAt}, ${plan.manifest.objects.length} parts, ${mib(plan.manifest.originalBytes)}) to ${describeTarget(plan.target)}${plan.lastCommit === undefined ? '' : `; last archived commit ${plan.lastCommit}`}`);
+  const progress = await prepareTarget(dir, owner, plan.manifest.id, describeTarget(plan.target));
+  const unpacked = progress?.state === 'unpacked' ? { done: 0, skipped: plan.manifest.objects.length } : await unpack(plan, options, owner, dir, progress);
+
+  const port = options.start === undefined ? undefined : options.start.port ?? (await freeTcpPort());
+  const extra: Record<string, string> = {};
+  if (options.keepArchiving !== true) extra['archive_mode'] = 'off';
+  if (port !== undefined) extra['port'] = String(port);
+  const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.repositoryDir, options.keySources), extra);
+  await writeRecoverySettings(dir, owner, settings, plan);
+  options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);
+  const result: RestoreResult = {
+    backupId: plan.manifest.id, targetDir: dir, owner: owner.name, partsUnpacked: unpacked.done, partsSkipped: unpacked.skipped, settings,
+    ...(plan.lastCommit === undefined ? {} : { lastCommit: plan.lastCommit }),
+  };
+  if (port === undefined) return result;
+  await writeProgress(dir, owner, { backupId: plan.manifest.id, target: describeTarget(plan.target), state: 'started', partsDone: plan.manifest.objects.length, resumeOffset: plan.manifest.originalBytes });
+  return { ...result, recovery: await startAndWait(plan, options, owner, dir, port) };
+}
