@@ -5,47 +5,27 @@
 // taken from a standby. Every pgwarden run happens as the postgres user, who owns the repository.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pgwardenAsPostgres, pgwardenBin, PostgresScratch, type Run } from '../support/as-postgres.js';
 import { createPrimary, createStandby, waitFor, type TestCluster } from '../support/cluster.js';
 
 const execFileAsync = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin', 'pgwarden.js');
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-/** Runs `pgwarden <args>` as the postgres user. */
-function pgwarden(args: readonly string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile('runuser', ['-u', 'postgres', '--', process.execPath, BIN, ...args], { cwd: tmpdir(), timeout: 60_000 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
 
-let postgresIds: [number, number];
-const cleanups: (() => Promise<void>)[] = [];
+const scratch = new PostgresScratch('backup');
+const pgwarden = (args: readonly string[]): Promise<Run> => pgwardenAsPostgres(args);
 
-async function postgresDir(name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `pgwarden-backup-${name}-`));
-  await chown(dir, ...postgresIds);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A key file owned by postgres, mode 0600. */
 async function keyFile(dir: string, name: string): Promise<string> {
   const path = join(dir, name);
   await writeFile(path, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
-  await chown(path, ...postgresIds);
+  await chown(path, ...(await scratch.owner()));
   return path;
 }
 
@@ -83,11 +63,9 @@ let keys: string;
 let plainId: string;
 
 beforeAll(async () => {
-  const ids = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
-  postgresIds = [Number(ids[0].stdout.trim()), Number(ids[1].stdout.trim())];
-  repo = await postgresDir('repo');
-  keys = await postgresDir('keys');
-  primary = await createPrimary({ name: 'backup', archiveCommand: `${process.execPath} ${BIN} wal push --repo ${repo} %p` });
+  repo = await scratch.dir('repo');
+  keys = await scratch.dir('keys');
+  primary = await createPrimary({ name: 'backup', archiveCommand: `${process.execPath} ${pgwardenBin} wal push --repo ${repo} %p` });
   await primary.sql("create table t (id int primary key, note text); insert into t select g, md5(g::text) from generate_series(1, 20000) g");
   // The archive exists once a first segment is pushed.
   await primary.sql('select pg_switch_wal()');
@@ -96,7 +74,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await primary?.destroy();
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  await scratch.cleanUp();
 });
 
 describe('pgwarden backup', () => {
@@ -120,7 +98,7 @@ describe('pgwarden backup', () => {
     expect(manifest.stopWal >= manifest.startWal).toBe(true);
 
     // docs/backups.md: decompress the parts in order, concatenated, into tar -x.
-    const target = await postgresDir('rebuilt');
+    const target = await scratch.dir('rebuilt');
     const parts = manifest.objects.map((object) => join(repo, object.key)).join(' ');
     await execFileAsync('sh', ['-c', `for f in ${parts}; do zstd -dqc "$f"; done | tar -x -C ${target}`]);
     const label = await readFile(join(target, 'backup_label'), 'utf8');
@@ -206,7 +184,7 @@ describe('pgwarden backup', () => {
     const standby = await createStandby(primary, { name: 'backup-promoted', settings: { archive_mode: 'off' } });
     try {
       const before = new Set(await readdir(join(repo, 'backups')));
-      const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, BIN, 'backup', '--dsn', dsnOf(standby), '--repo', repo, '--fast', '--archive-timeout', '60'], { cwd: tmpdir() });
+      const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, pgwardenBin, 'backup', '--dsn', dsnOf(standby), '--repo', repo, '--fast', '--archive-timeout', '60'], { cwd: tmpdir() });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString('utf8'); });

@@ -7,47 +7,27 @@
 // Every pgwarden run happens as the postgres user, who owns the repository and the restored dirs.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chown, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pgwardenAsPostgres, pgwardenBin, PostgresScratch, type Run } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
 
 const execFileAsync = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin', 'pgwarden.js');
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-function pgwarden(args: readonly string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile('runuser', ['-u', 'postgres', '--', process.execPath, BIN, ...args], { cwd: tmpdir(), timeout: 60_000 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
 
-let postgresIds: [number, number];
-const cleanups: (() => Promise<void>)[] = [];
+const scratch = new PostgresScratch('restore');
+const pgwarden = (args: readonly string[]): Promise<Run> => pgwardenAsPostgres(args);
 
-async function postgresDir(name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `pgwarden-restore-${name}-`));
-  await chown(dir, ...postgresIds);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A new target directory (absent, in a postgres-owned parent); its server is stopped at the end. */
 async function targetDir(name: string): Promise<string> {
-  const dir = join(await postgresDir(name), 'data');
-  cleanups.push(async () => {
+  const dir = join(await scratch.dir(name), 'data');
+  scratch.onCleanUp(async () => {
     if (existsSync(join(dir, 'postmaster.pid'))) {
       await execFileAsync('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), 'stop', '-D', dir, '-m', 'immediate', '-w']).catch(() => undefined);
     }
@@ -92,10 +72,8 @@ let lsnAfter5: string;
 let lsnPastLastRecord: string;
 
 beforeAll(async () => {
-  const ids = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
-  postgresIds = [Number(ids[0].stdout.trim()), Number(ids[1].stdout.trim())];
-  repo = await postgresDir('repo');
-  primary = await createPrimary({ name: 'restore', archiveCommand: `${process.execPath} ${BIN} wal push --repo ${repo} %p` });
+  repo = await scratch.dir('repo');
+  primary = await createPrimary({ name: 'restore', archiveCommand: `${process.execPath} ${pgwardenBin} wal push --repo ${repo} %p` });
   await primary.sql('create table r (id int primary key, started_at timestamptz not null)');
   for (const id of BEFORE) await primary.sql(`insert into r values (${id}, clock_timestamp())`);
   await primary.sql('select pg_switch_wal()');
@@ -125,7 +103,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  await scratch.cleanUp();
   await primary?.destroy();
 });
 
@@ -140,7 +118,7 @@ describe('pgwarden restore', () => {
     expect(await idsOn(portOf(run))).toEqual([1, 2, 3, 4, 5, 6]);
 
     const auto = await readFile(join(dir, 'postgresql.auto.conf'), 'utf8');
-    expect(auto).toContain(`restore_command = '${process.execPath} ${BIN} wal fetch %f %p --repo ${repo}'`);
+    expect(auto).toContain(`restore_command = '${process.execPath} ${pgwardenBin} wal fetch %f %p --repo ${repo}'`);
     expect(auto).toContain("recovery_target_action = 'promote'");
     expect(auto).toContain("archive_mode = 'off'");
     expect(JSON.parse(await readFile(join(dir, 'pgwarden-restore.json'), 'utf8'))).toMatchObject({ backupId, state: 'started' });
@@ -181,7 +159,7 @@ describe('pgwarden restore', () => {
   });
 
   it('refuses a non-empty target directory and leaves it as it was', async () => {
-    const dir = await postgresDir('nonempty');
+    const dir = await scratch.dir('nonempty');
     await writeFile(join(dir, 'keep.txt'), 'mine');
     const run = await pgwarden(['restore', '--repo', repo, '--to', 'latest', '--target-dir', dir]);
     expect(run.code).toBe(2);

@@ -4,47 +4,22 @@
 // lacks the file, says "not in the archive" (exit 1) only when both lack it, and stops recovery
 // (126) when one repository fails while the other lacks it, or when the config is bad. Every
 // pgwarden run happens as the postgres user, through bin/pgwarden.js, as PostgreSQL runs it.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, cp, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { chown, cp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pgwardenAsPostgres, pgwardenBin, PostgresScratch } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
 
-const execFileAsync = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin', 'pgwarden.js');
 
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
 
-/** Runs `pgwarden <args>` as the postgres user in `cwd`. */
-function pgwardenAsPostgres(args: readonly string[], cwd: string): Promise<Run> {
-  return new Promise((done) => {
-    execFile('runuser', ['-u', 'postgres', '--', process.execPath, BIN, ...args], { cwd, timeout: 30_000 }, (error, stdout, stderr) => {
-      done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
-    });
-  });
-}
 
-let postgresIds: [number, number];
-const cleanups: (() => Promise<void>)[] = [];
+const scratch = new PostgresScratch('walcfg');
 
-async function postgresDir(name: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `pgwarden-walcfg-${name}-`));
-  await chown(dir, ...postgresIds);
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function writeForPostgres(path: string, text: string, mode = 0o644): Promise<void> {
   await writeFile(path, text, { mode });
-  await chown(path, ...postgresIds);
+  await chown(path, ...(await scratch.owner()));
 }
 
 /** The repository's WAL objects for `name` (relative keys). */
@@ -84,21 +59,19 @@ function configText(repositories: readonly { name: string; path: string }[], ext
 }
 
 beforeAll(async () => {
-  const ids = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
-  postgresIds = [Number(ids[0].stdout.trim()), Number(ids[1].stdout.trim())];
-  work = await postgresDir('work');
-  repoA = await postgresDir('repo-a');
-  repoB = await postgresDir('repo-b');
+  work = await scratch.dir('work');
+  repoA = await scratch.dir('repo-a');
+  repoB = await scratch.dir('repo-b');
   keyFile = join(work, 'k1.key');
   await writeForPostgres(keyFile, `${randomBytes(32).toString('base64')}\n`, 0o600);
   configFile = join(work, 'config.json');
   await writeForPostgres(configFile, configText([{ name: 'first', path: repoA }, { name: 'second', path: repoB }]));
-  primary = await createPrimary({ name: 'wal-config', archiveCommand: `${process.execPath} ${BIN} wal push %p --config ${configFile} --cluster prod` });
+  primary = await createPrimary({ name: 'wal-config', archiveCommand: `${process.execPath} ${pgwardenBin} wal push %p --config ${configFile} --cluster prod` });
 });
 
 afterAll(async () => {
   await primary?.destroy();
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  await scratch.cleanUp();
 });
 
 describe('wal push --config', () => {
@@ -112,7 +85,7 @@ describe('wal push --config', () => {
     }, { timeoutMs: 30_000 });
     segmentCopy = join(work, segment);
     await cp(join(primary.dataDir, 'pg_wal', segment), segmentCopy);
-    await chown(segmentCopy, ...postgresIds);
+    await chown(segmentCopy, ...(await scratch.owner()));
     for (const repo of [repoA, repoB]) {
       const objects = await walObjects(repo, segment);
       expect(objects).toEqual([`wal/00000001/${segment}.zst.enc`]);
@@ -124,7 +97,7 @@ describe('wal push --config', () => {
     const missing = join(work, 'no-such-repo');
     const partial = join(work, 'partial.json');
     await writeForPostgres(partial, configText([{ name: 'first', path: repoA }, { name: 'gone', path: missing }]));
-    const run = await pgwardenAsPostgres(['wal', 'push', segmentCopy, '--config', partial, '--cluster', 'prod'], primary.dataDir);
+    const run = await pgwardenAsPostgres(['wal', 'push', segmentCopy, '--config', partial, '--cluster', 'prod'], { cwd: primary.dataDir });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`failed in local ${missing}: `);
     expect(run.stderr).toContain(`stored in local ${repoA}`);
@@ -136,15 +109,15 @@ describe('wal fetch --config', () => {
   it('restores from the second repository when the first lacks the file', async () => {
     const [object] = await walObjects(repoA, segment);
     await rm(join(repoA, object!));
-    const out = await postgresDir('fetch-second');
-    const run = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], out);
+    const out = await scratch.dir('fetch-second');
+    const run = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], { cwd: out });
     expect(run, run.stderr).toMatchObject({ code: 0, stderr: '' });
     expect((await readFile(join(out, 'RECOVERYXLOG'))).equals(await readFile(segmentCopy))).toBe(true);
   });
 
   it('exits 1 ("not in the archive") only when both repositories verifiably lack the file', async () => {
-    const out = await postgresDir('fetch-none');
-    const run = await pgwardenAsPostgres(['wal', 'fetch', '0000000100000000000000F0', join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], out);
+    const out = await scratch.dir('fetch-none');
+    const run = await pgwardenAsPostgres(['wal', 'fetch', '0000000100000000000000F0', join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], { cwd: out });
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`0000000100000000000000F0 is not in the archive (local ${repoA}, local ${repoB})`);
     expect(await readdir(out)).toEqual([]);
@@ -154,15 +127,15 @@ describe('wal fetch --config', () => {
     // The first repository loses its archive.json (an unmounted disk looks like this): a failure, not "missing".
     await rename(join(repoA, 'archive.json'), join(repoA, 'archive.json.away'));
     try {
-      const out = await postgresDir('fetch-broken');
-      const lacking = await pgwardenAsPostgres(['wal', 'fetch', '0000000100000000000000F0', join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], out);
+      const out = await scratch.dir('fetch-broken');
+      const lacking = await pgwardenAsPostgres(['wal', 'fetch', '0000000100000000000000F0', join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], { cwd: out });
       expect(lacking.code).toBe(126);
       expect(lacking.stderr).toContain('failed, so recovery stops');
       expect(lacking.stderr).toContain(`local ${repoA}: local ${repoA} holds no WAL archive`);
       expect(lacking.stderr).toContain(`local ${repoB}: not in the archive`);
       expect(await readdir(out)).toEqual([]);
 
-      const present = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], out);
+      const present = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'prod'], { cwd: out });
       expect(present.code, present.stderr).toBe(0);
       expect(present.stderr).toContain(`restored from local ${repoB}`);
       expect((await readFile(join(out, 'RECOVERYXLOG'))).equals(await readFile(segmentCopy))).toBe(true);
@@ -174,18 +147,18 @@ describe('wal fetch --config', () => {
   it('exits 126 on a bad config (PostgreSQL must stop, not end recovery), naming the key and the fix', async () => {
     const bad = join(work, 'bad.json');
     await writeForPostgres(bad, configText([{ name: 'first', path: repoA }], { clusterz: {} }));
-    const out = await postgresDir('fetch-bad');
-    const fetch = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', bad, '--cluster', 'prod'], out);
+    const out = await scratch.dir('fetch-bad');
+    const fetch = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', bad, '--cluster', 'prod'], { cwd: out });
     expect(fetch.code).toBe(126);
     expect(fetch.stderr).toContain(`${bad}: backups.clusterz: unknown key`);
     expect(fetch.stderr).toContain('did you mean "clusters"');
-    const push = await pgwardenAsPostgres(['wal', 'push', segmentCopy, '--config', bad, '--cluster', 'prod'], primary.dataDir);
+    const push = await pgwardenAsPostgres(['wal', 'push', segmentCopy, '--config', bad, '--cluster', 'prod'], { cwd: primary.dataDir });
     expect(push.code).toBe(2);
     // Without --cluster, a config of two clusters is ambiguous: fatal to fetch too.
-    const ambiguous = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile], out);
+    const ambiguous = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile], { cwd: out });
     expect(ambiguous.code).toBe(126);
     expect(ambiguous.stderr).toContain('pass --cluster NAME (one of prod, other)');
-    const uncovered = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'other'], out);
+    const uncovered = await pgwardenAsPostgres(['wal', 'fetch', segment, join(out, 'RECOVERYXLOG'), '--config', configFile, '--cluster', 'other'], { cwd: out });
     expect(uncovered.code).toBe(126);
     expect(uncovered.stderr).toContain('no backup settings cover cluster "other"');
     expect(await readdir(out)).toEqual([]);
