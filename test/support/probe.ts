@@ -6,6 +6,7 @@ import type { Probe, ProbeResult, Stamped } from '../../src/probes/types.js';
 import { PgBouncerAdmin } from '../../src/db/pgbouncer.js';
 
 const nodes: PgNode[] = [];
+const sharedNodes = new Map<string, PgNode>();
 const bouncers = new Map<string, PgBouncerAdmin>();
 
 /** A PgNode for a DSN, closed by closeNodes(). */
@@ -15,13 +16,27 @@ export function nodeFor(dsn: string): PgNode {
   return node;
 }
 
+/**
+ * The node probeResult uses for a DSN when it is given none: one per DSN, so that a test polling
+ * a probe in waitFor holds one connection however long it waits (a node per poll used to exhaust
+ * max_connections on a slow machine).
+ */
+function sharedNodeFor(dsn: string): PgNode {
+  let node = sharedNodes.get(dsn);
+  if (node === undefined) {
+    node = nodeFor(dsn);
+    sharedNodes.set(dsn, node);
+  }
+  return node;
+}
+
 /** Runs the probe once and returns its result (whatever its status). */
 export async function probeResult<S>(
   probe: Probe<S>,
   dsn: string,
   options: { previous?: Stamped<S>; pgbouncerDsn?: string; node?: PgNode } = {},
 ): Promise<ProbeResult<S>> {
-  const node = options.node ?? nodeFor(dsn);
+  const node = options.node ?? sharedNodeFor(dsn);
   let pgbouncer: PgBouncerAdmin | undefined;
   if (options.pgbouncerDsn !== undefined) {
     // One admin connection per DSN: polling tests would otherwise pile up console connections.
@@ -41,5 +56,6 @@ export async function probeOnce<S>(probe: Probe<S>, dsn: string, options: { prev
 export async function closeNodes(): Promise<void> {
   const admins = [...bouncers.values()];
   bouncers.clear();
+  sharedNodes.clear();
   await Promise.all([...nodes.splice(0).map((node) => node.close()), ...admins.map((admin) => admin.close())]);
 }
