@@ -82,6 +82,14 @@ async function main(): Promise<CommandOutput> {
     const { restoreCommand } = await import('./cli/restore.js');
     return restoreCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
   }
+  if (process.argv[2] === 'drill') {
+    const { drillCommand } = await import('./cli/drill.js');
+    return drillCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
+  }
+  if (process.argv[2] === 'logical') {
+    const { logicalCommand } = await import('./cli/logical.js');
+    return logicalCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
+  }
   // Own parsers: repeated --key options and flags the console does not have (docs/backups.md).
   if (process.argv[2] === 'backup' || process.argv[2] === 'verify') {
     const command = process.argv[2];

@@ -33,7 +33,6 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { UserError, messageOf } from '../errors.js';
 import { readCatalog } from './catalog.js';
 import { decryptStream } from './crypto.js';
-import type { KeySource } from './keys.js';
 import type { BackupManifest, Keyring, Repository } from './types.js';
 import { Meter, childStream } from './verify.js';
 import { fetchWal } from './wal/fetch.js';
@@ -572,10 +571,8 @@ function quoteConf(value: string): string {
 }
 
 /** The restore_command: `<node> <pgwarden> wal fetch %f %p --repo DIR [--key ID=FILE | --key-env ID=VAR]…` (never key material). */
-export function restoreCommandLine(pgwarden: readonly string[], repositoryDir: string, keys: readonly KeySource[]): string {
-  const words = [...pgwarden.map(quoteShell), 'wal', 'fetch', '%f', '%p', '--repo', quoteShell(repositoryDir)];
-  for (const key of keys) words.push('file' in key ? `--key ${quoteShell(`${key.id}=${resolve(key.file)}`)}` : `--key-env ${quoteShell(`${key.id}=${key.env}`)}`);
-  return words.join(' ');
+export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[]): string {
+  return [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
 }
 
 /** The recovery settings for `target`, as postgresql.auto.conf lines. */
@@ -695,11 +692,9 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
 
 export interface RestoreOptions {
   readonly repository: Repository;
-  /** The repository directory, for restore_command. */
-  readonly repositoryDir: string;
   readonly keyring: Keyring | undefined;
-  /** Where the keys came from, for restore_command (file paths and variable names, never keys). */
-  readonly keySources: readonly KeySource[];
+  /** The arguments after `wal fetch %f %p` in restore_command: --repo DIR and key sources, or --config FILE --cluster NAME (never a key). */
+  readonly walFetchArgs: readonly string[];
   /** How to run pgwarden: [node, bin/pgwarden.js]. */
   readonly pgwarden: readonly string[];
   readonly target: RestoreTarget;
@@ -738,7 +733,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const extra: Record<string, string> = {};
   if (options.keepArchiving !== true) extra['archive_mode'] = 'off';
   if (port !== undefined) extra['port'] = String(port);
-  const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.repositoryDir, options.keySources), extra);
+  const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.walFetchArgs), extra);
   await writeRecoverySettings(dir, owner, settings, plan);
   options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);
   const result: RestoreResult = {

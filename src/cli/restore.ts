@@ -1,8 +1,11 @@
 /**
  * `pgwarden restore` (issue 5 item 9; docs/restore.md):
  *
- *   pgwarden restore --repo DIR [--key ID=FILE | --key-env ID=VAR]... --to latest|<ISO time>|<LSN>|<backup id>
- *                    --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]
+ *   pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME])
+ *                    --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]
+ *
+ * With --config, restore_command fetches WAL through the same config (every repository of the
+ * cluster, in order), so a restore from the off-site copy still finds WAL the local one lacks.
  *
  * Exit codes: 0 restored (and with --start, recovery ended at the target); 1 the restore or the
  * recovery failed (the reason and the fix on stderr; a target never reached is reported in
@@ -13,13 +16,12 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { redact } from '../config/redact.js';
 import { isUserError, messageOf } from '../errors.js';
-import { loadKeyring } from '../backup/keys.js';
-import { LocalRepository } from '../backup/repository/local.js';
 import { parseRestoreTarget, restore, DamagedPartError, RecoveryFailedError, RestoreRefusedError, type RestoreOptions } from '../backup/restore.js';
-import { keySourcesOf, UsageError } from './key-options.js';
+import { UsageError } from './key-options.js';
+import { chooseRepository, repositoryOptions } from './repository-choice.js';
 import type { CommandOutput } from './show.js';
 
-const usage = 'pgwarden restore --repo DIR [--key ID=FILE | --key-env ID=VAR]... --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]';
+const usage = 'pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME]) --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -43,13 +45,14 @@ function describe(error: unknown): string {
 export async function restoreCommand(args: readonly string[], options: RestoreCommandOptions = {}): Promise<CommandOutput> {
   const env = options.env ?? process.env;
   let run: RestoreOptions;
+  let close = (): void => undefined;
   try {
     let parsed;
     try {
       parsed = parseArgs({
         args: [...args], allowPositionals: false, strict: true, tokens: true,
         options: {
-          repo: { type: 'string' }, key: { type: 'string', multiple: true }, 'key-env': { type: 'string', multiple: true },
+          ...repositoryOptions,
           to: { type: 'string' }, 'target-dir': { type: 'string' }, start: { type: 'boolean' }, port: { type: 'string' },
           owner: { type: 'string' }, 'keep-archiving': { type: 'boolean' },
         },
@@ -58,7 +61,6 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
       throw new UsageError(messageOf(error));
     }
     const values = parsed.values;
-    if (values.repo === undefined || values.repo === '') throw new UsageError('--repo DIR is required (the local repository directory)');
     if (values.to === undefined) throw new UsageError('--to is required: latest, an ISO time with its zone, an LSN or a backup id');
     if (values['target-dir'] === undefined || values['target-dir'] === '') throw new UsageError('--target-dir DIR is required (an empty or new directory)');
     let port: number | undefined;
@@ -67,13 +69,12 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
       port = Number(values.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--port takes a TCP port from 1 to 65535');
     }
-    const keySources = keySourcesOf(parsed.tokens);
-    const repositoryDir = resolve(values.repo);
+    const choice = chooseRepository(values, parsed.tokens, env);
+    close = () => choice.close();
     run = {
-      repository: new LocalRepository(repositoryDir),
-      repositoryDir,
-      keyring: keySources.length === 0 ? undefined : loadKeyring(keySources, env),
-      keySources,
+      repository: choice.repository,
+      keyring: choice.keyring,
+      walFetchArgs: choice.walFetchArgs,
       pgwarden: options.pgwarden ?? [process.execPath, resolve(process.argv[1] ?? 'pgwarden')],
       target: parseRestoreTarget(values.to),
       targetDir: resolve(values['target-dir']),
@@ -108,5 +109,7 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
     // Refusals before anything was written (target outside the window, non-empty or running directory) are usage-level.
     if (error instanceof RestoreRefusedError) return failure(`pgwarden: restore: ${describe(error)}`, 2);
     return failure(`pgwarden: restore failed: ${describe(error)}`, 1);
+  } finally {
+    close();
   }
 }
