@@ -419,8 +419,17 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     // Rule 7: every WAL file from start to stop in the archive.
     const wanted = walFilesBetween(parsed.startWal, stopWal, archive.walSegmentSize ?? facts.segmentSize);
     const deadline = Date.now() + archiveTimeoutMs;
+    // A standby promoted while its backup waits for WAL voids it: say so now, not at the archive timeout.
+    const checkNotPromoted = async (): Promise<void> => {
+      if (!facts.standby) return;
+      const [row] = await session.query({ text: `select pg_is_in_recovery() as standby, (select timeline_id from pg_control_checkpoint()) as timeline` });
+      if (row?.['standby'] !== true || Number(row['timeline']) !== parsed.timeline) {
+        throw new BackupFailedError(`the standby ${options.node} was promoted during the backup: the backup is discarded`, 'take the backup again, from the new primary or from a standby of it');
+      }
+    };
     let missing = await missingWal(repository, wanted);
     while (missing.length > 0) {
+      await checkNotPromoted();
       if (Date.now() > deadline) {
         throw new BackupFailedError(
           `WAL ${missing.join(', ')} did not reach the archive within ${Math.round(archiveTimeoutMs / 1000)} s${facts.standby ? ' (the primary archives it: check its archive_command, and set archive_timeout so that a quiet primary switches WAL files)' : await archiverStatus(session)}`,
@@ -430,12 +439,7 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       await delay(500);
       missing = await missingWal(repository, wanted);
     }
-    if (facts.standby) {
-      const [row] = await session.query({ text: `select pg_is_in_recovery() as standby, (select timeline_id from pg_control_checkpoint()) as timeline` });
-      if (row?.['standby'] !== true || Number(row['timeline']) !== parsed.timeline) {
-        throw new BackupFailedError(`the standby ${options.node} was promoted during the backup: the backup is discarded`, 'take the backup again, from the new primary or from a standby of it');
-      }
-    }
+    await checkNotPromoted();
 
     // Every stored object read back against its checksum, then the manifest, last.
     for (const object of objects) {

@@ -247,3 +247,27 @@ export function recoveryWindow(catalog: Pick<Catalog, 'archive' | 'backups' | 'w
     backups,
   };
 }
+
+/**
+ * What is wrong with a recovery window, one line each (empty when it is continuous): no
+ * restorable backup, WAL gaps, backups that cannot reach their consistent point, timelines whose
+ * history file is missing, and archived WAL that no backup can reach.
+ */
+export function windowProblems(window: RecoveryWindow): string[] {
+  const problems: string[] = [];
+  if (window.from === null) problems.push('window: no restorable backup: nothing can be restored from this repository');
+  for (const gap of window.gaps) {
+    const range = gap.missing === 1 ? gap.firstMissing : `${gap.firstMissing}..${gap.lastMissing}`;
+    problems.push(`window: WAL gap on timeline ${gap.timeline}: ${range} (${gap.missing} segment(s)) missing after ${gap.after}: no restore crosses it`);
+  }
+  for (const backup of window.backups) {
+    if (!backup.restorable) problems.push(`window: backup ${backup.id} is not restorable: ${backup.problem ?? 'its WAL is incomplete'}`);
+  }
+  for (const timeline of window.timelines) {
+    if (timeline.inferred) problems.push(`window: timeline ${timeline.timeline} has no history file in the archive (${segmentFileName(timeline.timeline, 0n, window.segmentSize).slice(0, 8)}.history): its fork point is guessed`);
+  }
+  if (window.newestWal !== null && window.reachableTo !== null && isAfter(window.newestWal, window.reachableTo, window.segmentSize)) {
+    problems.push(`window: archived WAL up to ${window.newestWal.wal} but restores reach only ${window.reachableTo.wal} (timeline ${window.reachableTo.timeline})`);
+  }
+  return problems;
+}

@@ -5,7 +5,7 @@
 // taken from a standby. Every pgwarden run happens as the postgres user, who owns the repository.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chown, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chown, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -124,10 +124,43 @@ describe('pgwarden backup', () => {
       const run = await pgwarden(['verify', plainId, '--repo', repo]);
       expect(run.code).toBe(1);
       expect(run.stdout).toContain(victim.key);
-      expect(run.stdout.trim().split('\n')).toHaveLength(1);
+      // One problem line; the recovery window itself is still continuous.
+      const lines = run.stdout.trim().split('\n');
+      expect(lines.filter((line) => !line.startsWith('recovery window: ok'))).toHaveLength(1);
+      expect(lines.some((line) => line.startsWith('recovery window: ok'))).toBe(true);
     } finally {
       await writeFile(path, original);
     }
+  });
+
+  it('a missing WAL segment: verify --all names the gap in the recovery window and exits 1 until the segment is back', async () => {
+    // Three more segments after the backups, each with a commit in it.
+    for (let i = 0; i < 3; i++) {
+      await primary.sql(`create table gap_${i} (id int)`);
+      await primary.sql('select pg_switch_wal()');
+    }
+    const current = (await primary.psql("select pg_walfile_name(pg_current_wal_lsn())")).trim();
+    const archived = async (): Promise<string[]> => (await readdir(join(repo, 'wal', current.slice(0, 8)))).filter((name) => /^[0-9A-F]{24}\./.test(name)).sort();
+    const files = await waitFor('the last switched segment in the archive', async () => {
+      const names = await archived();
+      const previous = (BigInt(`0x${current.slice(16)}`) - 1n).toString(16).toUpperCase().padStart(8, '0');
+      return names.some((name) => name.startsWith(`${current.slice(0, 16)}${previous}`)) ? names : undefined;
+    });
+    const victim = files[files.length - 2] ?? '';
+    const path = join(repo, 'wal', current.slice(0, 8), victim);
+    const saved = await readFile(path);
+    await rm(path);
+    try {
+      const run = await pgwarden(['verify', '--all', '--repo', repo]);
+      expect(run.code, run.stderr).toBe(1);
+      expect(run.stdout).toContain(`WAL gap on timeline 1: ${victim.slice(0, 24)}`);
+      expect(run.stdout).not.toContain('recovery window: ok');
+    } finally {
+      await writeFile(path, saved);
+    }
+    const healed = await pgwarden(['verify', '--all', '--repo', repo]);
+    expect(healed.code, healed.stdout + healed.stderr).toBe(0);
+    expect(healed.stdout).toContain('recovery window: ok');
     const records = (await backupFiles(repo, plainId)).filter((name) => name.startsWith('verify-'));
     expect(records.length).toBeGreaterThanOrEqual(1);
   });
@@ -177,7 +210,7 @@ describe('pgwarden backup', () => {
     } finally {
       await standby.destroy();
     }
-  });
+  }, 120_000);
 
   it('discards a backup from a standby that was promoted before the backup counted', async () => {
     // archive_mode off: the promoted standby must not archive a new timeline into this repository.
@@ -208,7 +241,7 @@ describe('pgwarden backup', () => {
     } finally {
       await standby.destroy();
     }
-  });
+  }, 120_000);
 
   it('fails and leaves no manifest when the WAL archiver does not work', async () => {
     await primary.sql("alter system set archive_command = 'false'");
