@@ -8,7 +8,7 @@
  *
  * The choice also says how `pgwarden wal fetch` reaches the same archive (for restore_command):
  * the same --repo and keys, or the same --config and --cluster (every configured repository, in
- * order). Keys never appear on a command line, only the files and variables that hold them.
+ * order, or only the one --repo NAME chose). Keys never appear on a command line, only the files and variables that hold them.
  */
 import { resolve } from 'node:path';
 import type { parseArgs } from 'node:util';
@@ -94,7 +94,8 @@ export function chooseRepository(values: Readonly<Record<string, unknown>>, toke
       name: chosen.name,
       keyring: plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, env),
       keySources: plan.keys,
-      walFetchArgs: ['--config', resolve(configFile), '--cluster', plan.cluster],
+      // Named: WAL from that repository only (the others may be the ones lost); else from every one, in order.
+      walFetchArgs: ['--config', resolve(configFile), '--cluster', plan.cluster, ...(repo === undefined ? [] : ['--repo', chosen.name])],
       config,
       plan,
       close: () => repository.close(),

@@ -10,7 +10,7 @@
  *          ends recovery, but stops on > 125 (DESIGN §7 rule 5).
  *
  * With --config FILE [--cluster NAME], the repositories and keys are that cluster's under
- * `backups` (src/config/backups.ts). A push stores the file in EVERY repository of the cluster and
+ * `backups` (src/config/backups.ts); --repo NAME narrows them to that one repository. A push stores the file in EVERY repository of the cluster and
  * succeeds only when all of them have it durably (rule 1 holds for each configured copy: an
  * off-site copy that silently lags is a lost copy); a fetch tries them in order and says "not in
  * the archive" only when every one of them verifiably lacks the file; any other failure of one
@@ -61,8 +61,8 @@ export const STALL_ENV = 'PGWARDEN_TEST_WAL_PUSH_STALL';
 const usage = [
   'pgwarden wal push <path> --repo DIR [--key ID=FILE | --key-env ID=VAR]... [--pgdata DIR] [--compression auto|zstd|gzip]',
   'pgwarden wal fetch <name> <destination> --repo DIR [--key ID=FILE | --key-env ID=VAR]... [--pgdata DIR]',
-  'pgwarden wal push <path> --config FILE [--cluster NAME] [--pgdata DIR] [--compression auto|zstd|gzip]',
-  'pgwarden wal fetch <name> <destination> --config FILE [--cluster NAME] [--pgdata DIR]',
+  'pgwarden wal push <path> --config FILE [--cluster NAME] [--repo NAME] [--pgdata DIR] [--compression auto|zstd|gzip]',
+  'pgwarden wal fetch <name> <destination> --config FILE [--cluster NAME] [--repo NAME] [--pgdata DIR]',
 ].join(' or ');
 
 
@@ -141,13 +141,15 @@ function parse(args: readonly string[], env: Readonly<Record<string, string | un
   if (compression !== undefined && compression !== 'auto' && !compressions.includes(compression as Compression)) throw new UsageError(`--compression must be auto, ${compressions.join(' or ')}`);
   const sources = keySourcesOf(parsed.tokens);
   if (config !== undefined) {
-    if (repo !== undefined) throw new UsageError('--repo and --config exclude each other: the config names the repositories');
     if (sources.length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
     const plan = planFromConfig(config, cluster, env);
+    // --repo NAME: that repository only (a restore from the off-site copy when the local one is lost).
+    const chosen = repo === undefined ? plan.repositories : plan.repositories.filter((repository) => repository.name === repo);
+    if (chosen.length === 0) throw new UsageError(`cluster "${plan.cluster}" has no repository named "${repo ?? ''}" (its repositories: ${plan.repositories.map((r) => r.name).join(', ')})`);
     return {
       command,
       positionals,
-      repositories: plan.repositories.map((repository) => openRepository(repository.spec, env, repository.name)),
+      repositories: chosen.map((repository) => openRepository(repository.spec, env, repository.name)),
       keyring: plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, env),
       dataDirectory: pgdata,
       compression: (compression as Compression | 'auto' | undefined) ?? walCompression(plan),

@@ -20,9 +20,13 @@ export interface Run {
 }
 
 /** Runs `pgwarden <args>` as the postgres user; resolves with the exit code and the output, never rejects. */
-export function pgwardenAsPostgres(args: readonly string[], options: { readonly cwd?: string; readonly timeoutMs?: number } = {}): Promise<Run> {
+export function pgwardenAsPostgres(
+  args: readonly string[],
+  options: { readonly cwd?: string; readonly timeoutMs?: number; readonly env?: Readonly<Record<string, string>> } = {},
+): Promise<Run> {
   return new Promise((done) => {
-    execFile('runuser', ['-u', 'postgres', '--', process.execPath, pgwardenBin, ...args], { cwd: options.cwd ?? tmpdir(), timeout: options.timeoutMs ?? 60_000 }, (error, stdout, stderr) => {
+    const env = { ...process.env, ...options.env };
+    execFile('runuser', ['-u', 'postgres', '--', process.execPath, pgwardenBin, ...args], { cwd: options.cwd ?? tmpdir(), timeout: options.timeoutMs ?? 60_000, env }, (error, stdout, stderr) => {
       done({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
     });
   });
