@@ -12,32 +12,32 @@
  */
 import { parseArgs } from 'node:util';
 import { readCatalog, type Catalog } from '../backup/catalog.js';
-import { loadKeyring, type KeySource } from '../backup/keys.js';
-import { LocalRepository } from '../backup/repository/local.js';
 import { applyRetention, checkPolicy, defaultRetention, planRetention, type RetentionPlan, type RetentionPolicy } from '../backup/retention.js';
-import type { Keyring } from '../backup/types.js';
 import { recoveryWindow, type RecoveryWindow } from '../backup/window.js';
 import { redact } from '../config/redact.js';
 import { isUserError, messageOf } from '../errors.js';
 import { toJsonValue } from '../format/json.js';
 import { renderTextTable } from '../format/text-table.js';
 import { formatBytes, formatDuration } from '../format/units.js';
-import { keySourcesOf, UsageError } from './key-options.js';
+import type { BackupPlan } from '../config/backups.js';
+import { UsageError } from './key-options.js';
+import { chooseRepository, repositoryOptions, repositoryUsage, type RepositoryChoice } from './repository-choice.js';
 import type { CommandOutput } from './show.js';
 
 const usage = [
-  'pgwarden backups list --repo DIR [--json] [--key ID=FILE | --key-env ID=VAR]...',
-  'pgwarden backups expire --repo DIR [--days N] [--min-count N] [--max-count N] [--dry-run] [--json]',
+  `pgwarden backups list ${repositoryUsage} [--json]`,
+  `pgwarden backups expire ${repositoryUsage} [--days N] [--min-count N] [--max-count N] [--dry-run] [--json]`,
 ].join(' or ');
 
 
 interface BackupsArgs {
   readonly command: 'list' | 'expire';
-  readonly repo: string;
   readonly json: boolean;
   readonly dryRun: boolean;
-  readonly policy: RetentionPolicy;
-  readonly keySources: readonly KeySource[];
+  /** The policy as given on the line; with --config, the cluster's retention fills what is not given. */
+  readonly policy: (plan: BackupPlan | undefined) => RetentionPolicy;
+  readonly values: Readonly<Record<string, unknown>>;
+  readonly tokens: ReturnType<typeof parseArgs>['tokens'];
 }
 
 function wholeNumber(option: string, text: string | undefined, fallback: number): number {
@@ -55,14 +55,12 @@ function parse(args: readonly string[]): BackupsArgs {
       strict: true,
       tokens: true,
       options: {
-        repo: { type: 'string' },
+        ...repositoryOptions,
         json: { type: 'boolean', default: false },
         'dry-run': { type: 'boolean', default: false },
         days: { type: 'string' },
         'min-count': { type: 'string' },
         'max-count': { type: 'string' },
-        key: { type: 'string', multiple: true },
-        'key-env': { type: 'string', multiple: true },
       },
     });
   } catch (error) {
@@ -71,22 +69,25 @@ function parse(args: readonly string[]): BackupsArgs {
   const [command, ...extra] = parsed.positionals;
   if (command !== 'list' && command !== 'expire') throw new UsageError(`unknown backups command "${command ?? ''}" (known: list, expire)`);
   if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] ?? ''}"`);
-  const { repo, json } = parsed.values;
-  if (repo === undefined) throw new UsageError('--repo DIR is required (the local repository directory)');
-  const maxCount = parsed.values['max-count'];
-  let policy: RetentionPolicy;
-  try {
-    policy = checkPolicy({
-      ...defaultRetention,
-      days: wholeNumber('--days', parsed.values.days, defaultRetention.days),
-      minCount: wholeNumber('--min-count', parsed.values['min-count'], defaultRetention.minCount),
-      maxCount: maxCount === undefined ? defaultRetention.maxCount : wholeNumber('--max-count', maxCount, 0),
-    });
-  } catch (error) {
-    if (error instanceof RangeError) throw new UsageError(error.message);
-    throw error;
-  }
-  return { command, repo, json, dryRun: parsed.values['dry-run'], policy, keySources: keySourcesOf(parsed.tokens) };
+  const values = parsed.values as unknown as Readonly<Record<string, string | boolean | undefined>>;
+  const json = values['json'] === true;
+  const policy = (plan: BackupPlan | undefined): RetentionPolicy => {
+    const base = plan === undefined ? defaultRetention : { ...defaultRetention, ...plan.retention };
+    const maxCount = values['max-count'];
+    try {
+      return checkPolicy({
+        ...base,
+        days: wholeNumber('--days', values['days'] as string | undefined, base.days),
+        minCount: wholeNumber('--min-count', values['min-count'] as string | undefined, base.minCount),
+        maxCount: maxCount === undefined ? base.maxCount : wholeNumber('--max-count', maxCount as string, 0),
+      });
+    } catch (error) {
+      if (error instanceof RangeError) throw new UsageError(error.message);
+      throw error;
+    }
+  };
+  policy(undefined);
+  return { command, json, dryRun: values['dry-run'] === true, policy, values, tokens: parsed.tokens };
 }
 
 function shortTime(iso: string): string {
@@ -192,24 +193,33 @@ function json(value: unknown): string {
 /** Runs `pgwarden backups …` with the arguments after "backups"; `now` is for tests of ages. */
 export async function backupsCommand(args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env, now: Date = new Date()): Promise<CommandOutput> {
   let parsed: BackupsArgs;
-  let keyring: Keyring | undefined;
-  let repository: LocalRepository;
+  let choice: RepositoryChoice;
+  let policy: RetentionPolicy;
   try {
     parsed = parse(args);
-    keyring = parsed.keySources.length === 0 ? undefined : loadKeyring(parsed.keySources, env);
-    repository = new LocalRepository(parsed.repo);
+    choice = chooseRepository(parsed.values, parsed.tokens, env);
+    policy = parsed.policy(choice.plan);
   } catch (error) {
     if (error instanceof UsageError) return { stdout: '', stderr: `pgwarden: backups: ${error.message}\n  usage: ${usage}\n`, exitCode: 2 };
     if (isUserError(error)) return { stdout: '', stderr: `pgwarden: backups: ${redact(error.message)}\n${error.hint === undefined ? '' : `  hint: ${error.hint}\n`}`, exitCode: 2 };
     throw error;
   }
+  try {
+    return await listOrExpire(parsed, choice, policy, now);
+  } finally {
+    choice.close();
+  }
+}
+
+async function listOrExpire(parsed: BackupsArgs, choice: RepositoryChoice, policy: RetentionPolicy, now: Date): Promise<CommandOutput> {
+  const { repository, keyring } = choice;
   const catalog = await readCatalog(repository, keyring === undefined ? {} : { keyring });
   const window = recoveryWindow(catalog);
   if (parsed.command === 'list') {
     if (parsed.json) return { stdout: json(listDocument(catalog, window)), stderr: '', exitCode: 0 };
     return { stdout: renderList(catalog, window, now), stderr: '', exitCode: 0 };
   }
-  const plan = planRetention(catalog, parsed.policy, now, window);
+  const plan = planRetention(catalog, policy, now, window);
   const printed = parsed.json ? json({ ...plan, dryRun: parsed.dryRun }) : renderPlan(plan, parsed.dryRun);
   if (parsed.dryRun) return { stdout: printed, stderr: '', exitCode: 0 };
   try {

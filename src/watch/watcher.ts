@@ -13,7 +13,7 @@
  * stream; logs to the log function (stderr).
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { applyCommand, type AlertCommand } from '../alerts/commands.js';
@@ -39,6 +39,7 @@ import { probeById, probes as allProbes } from '../probes/index.js';
 import { ProbeRunner, type AnyProbe } from '../probes/runner.js';
 import type { ServerSnapshot } from '../probes/server.js';
 import type { ProbeId, ProbeResult } from '../probes/types.js';
+import { BackupJobs } from './backup-jobs.js';
 import { createChannelSenders } from './channels.js';
 import { brokenNodeEvaluation, checksToRun, clusterThresholds, dueCadences, runChecks } from './node-checks.js';
 import { takeCommands } from './commands.js';
@@ -65,6 +66,8 @@ export interface WatcherOptions {
   readonly now?: () => Date;
   /** The node name of the watcher's own alerts (default: the host name). */
   readonly host?: string;
+  /** How backup jobs run pgwarden (default: this node and this script). */
+  readonly pgwarden?: readonly string[];
 }
 
 const defaultTickMs = 1000;
@@ -165,6 +168,8 @@ export class Watcher {
   private nodes: NodeWatch[] = [];
   /** Application health (HTTP endpoints, custom SQL) of the clusters that declare some. */
   private readonly applications: ApplicationSchedule;
+  /** Scheduled backups, dumps, drills and retention, and the backups check, of the clusters with backup settings. */
+  private readonly backups: BackupJobs;
   private readonly channels = new Map<string, Channel>();
   private readonly pending: Evaluation[] = [];
   private ndjsonNotices: SendNotice | undefined;
@@ -210,6 +215,16 @@ export class Watcher {
       onEvaluation: (evaluation) => this.pending.push(evaluation),
       onError: (cluster, message) => this.log(`${cluster}/${applicationNode}: application health evaluation failed: ${redact(message)}`),
     });
+    this.backups = new BackupJobs({
+      pgwarden: options.pgwarden ?? [process.execPath, resolvePath(process.argv[1] ?? 'pgwarden')],
+      stateDir: config.alerting.stateDir,
+      catalogIntervalMs: this.cadence.normal,
+      log: this.log,
+      emit: (event) => this.emit(event),
+      onEvaluation: (evaluation) => void this.pending.push(evaluation),
+      now: this.now,
+      ...(options.env === undefined ? {} : { env: options.env }),
+    });
   }
 
   private resolveMonitorThresholds(config: Config): MonitorThresholds {
@@ -223,6 +238,7 @@ export class Watcher {
     const saved = await loadWatchState(alerting.stateDir);
     this.engine = saved.engine;
     this.checkStates = { ...saved.checks };
+    await this.backups.load();
     await this.openChannels();
     for (const cluster of this.config.clusters) for (const node of cluster.nodes) this.nodes.push(this.openNode(cluster, node));
     const heartbeat = alerting.heartbeat === undefined ? '' : `, heartbeat ${redactUrl(alerting.heartbeat.url)} every ${alerting.heartbeat.everyMs / 1000} s`;
@@ -334,6 +350,7 @@ export class Watcher {
         });
     }
     this.applications.startDue(() => this.config, now);
+    this.backups.startDue(this.config, now);
     try {
       await this.step();
     } catch (error) {
@@ -670,6 +687,7 @@ export class Watcher {
     await this.pinging;
     await Promise.allSettled(this.nodes.flatMap((node) => (node.running === undefined ? [] : [node.running])));
     await this.applications.settle();
+    await this.backups.stop();
     await Promise.allSettled(this.nodes.flatMap((node) => (node.runner === undefined ? [] : [node.runner.stop()])));
     if (this.engine !== undefined) {
       await saveWatchState(this.config.alerting.stateDir, { engine: this.engine, checks: this.checkStates }).catch((error: unknown) => this.log(`cannot save the state: ${messageOf(error)}`));

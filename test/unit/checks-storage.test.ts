@@ -177,10 +177,13 @@ describe('sequences', () => {
 });
 
 describe('backups', () => {
-  it('reports nothing while no backup repository can be configured, and UNKNOWN when the server does not answer', () => {
+  it('reports nothing per node (the watcher evaluates backups per cluster), and UNKNOWN when the server does not answer', () => {
     expect(run(backupsCheck, okResults({ server: serverSnapshot }))).toEqual([]);
     expect(run(backupsCheck, new Map()).map((finding) => finding.severity)).toEqual(['unknown']);
-    expect(backupsCheck.levels(backupsCheck.defaults)).toEqual({ warning: 'the last good backup is older than its schedule plus a margin', critical: 'no restorable backup, or a failed verification' });
+    expect(backupsCheck.levels(backupsCheck.defaults)).toEqual({
+      warning: 'the last good full backup is older than its schedule plus the margin',
+      critical: 'no restorable backup, a failed verification, drill or scheduled job, or a gap in the recovery window',
+    });
   });
 });
 

@@ -1,0 +1,298 @@
+/**
+ * The backup side of `pgwarden --watch` (issue 5 item 7; docs/watch.md "Backups"): for every
+ * cluster with backup settings, the scheduled jobs and the backups check.
+ *
+ * Jobs: a full backup, logical dumps and a restore drill on their cron schedules (defaults: full
+ * daily, logical hourly, drill daily), and retention (`backups expire` on every repository) after
+ * each good full backup. Each job is the CLI run as a child process with the watcher's own config
+ * file (`pgwarden backup --config FILE --cluster NAME`…): the watcher stays responsive, a job that
+ * crashes takes nothing else down, and what a job does is exactly what a DBA runs by hand. One job
+ * at a time per cluster; a job whose time came while another ran (or while the watcher was down)
+ * runs next. A cluster whose repository holds no restorable backup gets a full backup at once.
+ * Each job's progress lines and its end are NDJSON events (`backup_job`); its last result is kept
+ * in `<stateDir>/backup-jobs.json` so that a restart neither repeats nor forgets a job.
+ *
+ * The check: every `catalogIntervalMs` and after each job, the catalog of the cluster's first
+ * repository is read and backupFindings() evaluated as a cluster-wide evaluation (node "*").
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Evaluation } from '../alerts/types.js';
+import { writeFileAtomic } from '../atomic-file.js';
+import { readCatalog } from '../backup/catalog.js';
+import { previousRun } from '../backup/cron.js';
+import { loadKeyring } from '../backup/keys.js';
+import { openRepository } from '../backup/repository/index.js';
+import { recoveryWindow, windowProblems } from '../backup/window.js';
+import { backupFindings, type BackupStatus } from '../checks/backups.js';
+import { clusterWideNode } from '../checks/primary.js';
+import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
+import { redact } from '../config/redact.js';
+import type { Config } from '../config/types.js';
+import { messageOf } from '../errors.js';
+
+export type JobKind = 'full' | 'logical' | 'drill' | 'expire';
+
+/** The last run of one job of one cluster. */
+export interface JobRecord {
+  readonly startedAt: string;
+  readonly finishedAt: string | null;
+  readonly ok: boolean | null;
+  readonly exitCode: number | null;
+  /** The last line the job printed (stdout on success, stderr on failure), redacted. */
+  readonly summary: string;
+}
+
+type JobState = Record<string, Partial<Record<JobKind, JobRecord>>>;
+
+export interface BackupJobsOptions {
+  /** How to run pgwarden: [node, bin/pgwarden.js]. */
+  readonly pgwarden: readonly string[];
+  readonly stateDir: string;
+  /** How often each cluster's catalog is read for the backups check (default 5 min). */
+  readonly catalogIntervalMs?: number;
+  readonly log: (line: string) => void;
+  /** One NDJSON event. */
+  readonly emit: (event: object) => void;
+  readonly onEvaluation: (evaluation: Evaluation) => void;
+  readonly now?: () => Date;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+interface Running {
+  readonly kind: JobKind;
+  /** The process of the step in flight (retention runs one per repository). */
+  child: ChildProcess | undefined;
+  done: Promise<void>;
+}
+
+interface ClusterJobs {
+  running: Running | undefined;
+  /** Jobs to run after the one in flight (retention after a full backup). */
+  readonly queue: JobKind[];
+  lastCatalogAt: number | undefined;
+  reading: Promise<void> | undefined;
+  /** Whether the catalog held a restorable backup at the last read (undefined: not read yet). */
+  restorable: boolean | undefined;
+}
+
+const stateFile = 'backup-jobs.json';
+const scheduledKinds: readonly Exclude<JobKind, 'expire'>[] = ['full', 'logical', 'drill'];
+/** At most one progress event per job and interval (a backup prints a line every 2 s). */
+const progressEveryMs = 1000;
+
+/** The command line (after pgwarden) of a job. */
+export function jobArgs(kind: JobKind, configFile: string, cluster: string, repository?: string): string[] {
+  const common = ['--config', configFile, '--cluster', cluster];
+  switch (kind) {
+    case 'full':
+      return ['backup', ...common];
+    case 'logical':
+      return ['logical', 'backup', ...common];
+    case 'drill':
+      return ['drill', ...common];
+    case 'expire':
+      return ['backups', 'expire', ...common, ...(repository === undefined ? [] : ['--repo', repository])];
+  }
+}
+
+/** Whether a scheduled job is due: its last cron time is after its last start (or after `since` when it never ran). */
+export function jobDue(expression: string | null, timeZone: string, lastStart: Date | undefined, since: Date, now: Date): boolean {
+  if (expression === null) return false;
+  const previous = previousRun(expression, now, timeZone);
+  if (previous === undefined) return false;
+  return previous.getTime() > (lastStart ?? since).getTime();
+}
+
+export class BackupJobs {
+  private readonly clusters = new Map<string, ClusterJobs>();
+  private state: JobState = {};
+  private readonly since: Date;
+  private readonly now: () => Date;
+  private stopped = false;
+
+  constructor(private readonly options: BackupJobsOptions) {
+    this.now = options.now ?? (() => new Date());
+    this.since = this.now();
+  }
+
+  /** Reads the job records of an earlier run. */
+  async load(): Promise<void> {
+    try {
+      this.state = JSON.parse(await readFile(join(this.options.stateDir, stateFile), 'utf8')) as JobState;
+    } catch {
+      this.state = {};
+    }
+  }
+
+  /** The last runs, by cluster and job (for tests and the console). */
+  records(): JobState {
+    return this.state;
+  }
+
+  /** Starts the catalog reads and the jobs that are due. */
+  startDue(config: Config, now: Date): void {
+    if (this.stopped) return;
+    for (const cluster of config.clusters) {
+      const plan = resolveBackupPlan(config, cluster.name);
+      if (plan === undefined || plan.repositories.length === 0) continue;
+      const jobs = this.clusters.get(cluster.name) ?? { running: undefined, queue: [], lastCatalogAt: undefined, reading: undefined, restorable: undefined };
+      this.clusters.set(cluster.name, jobs);
+      if (jobs.reading === undefined && (jobs.lastCatalogAt === undefined || now.getTime() - jobs.lastCatalogAt >= (this.options.catalogIntervalMs ?? 300_000))) {
+        jobs.lastCatalogAt = now.getTime();
+        jobs.reading = this.evaluate(plan, now).finally(() => {
+          jobs.reading = undefined;
+        });
+      }
+      if (jobs.running !== undefined) continue;
+      const next = jobs.queue.shift() ?? this.dueKind(plan, jobs, now);
+      // Backup settings come only from a config file: config.source is its path.
+      if (next !== undefined) this.run(resolve(config.source), plan, jobs, next);
+    }
+  }
+
+  private dueKind(plan: BackupPlan, jobs: ClusterJobs, now: Date): JobKind | undefined {
+    const records = this.state[plan.cluster] ?? {};
+    // No restorable backup at all: the first full backup does not wait for its schedule.
+    if (jobs.restorable === false && records.full === undefined && plan.schedule.full !== null) return 'full';
+    for (const kind of scheduledKinds) {
+      const started = records[kind]?.startedAt;
+      if (jobDue(plan.schedule[kind], plan.schedule.timeZone, started === undefined ? undefined : new Date(started), this.since, now)) return kind;
+    }
+    return undefined;
+  }
+
+  private run(configFile: string, plan: BackupPlan, jobs: ClusterJobs, kind: JobKind): void {
+    const started = this.now();
+    const repositories = kind === 'expire' ? plan.repositories.map((repository) => repository.name) : [undefined];
+    const label = `${plan.cluster}: ${kind === 'full' ? 'full backup' : kind === 'logical' ? 'logical backups' : kind === 'drill' ? 'restore drill' : 'retention'}`;
+    this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: null, ok: null, exitCode: null, summary: '' });
+    this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: 'started', at: started.toISOString() });
+    this.options.log(`${label} started`);
+    const running: Running = { kind, child: undefined, done: Promise.resolve() };
+    jobs.running = running;
+    running.done = (async () => {
+      let exitCode = 0;
+      let summary = '';
+      for (const repository of repositories) {
+        const args = [...this.options.pgwarden.slice(1), ...jobArgs(kind, configFile, plan.cluster, repository)];
+        const outcome = await this.child(this.options.pgwarden[0] ?? process.execPath, args, plan.cluster, kind, (spawned) => {
+          running.child = spawned;
+        });
+        summary = outcome.summary;
+        if (outcome.exitCode !== 0) {
+          exitCode = outcome.exitCode;
+          break;
+        }
+      }
+      const finished = this.now();
+      const ok = exitCode === 0;
+      this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok, exitCode, summary });
+      this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: ok ? 'succeeded' : 'failed', exit_code: exitCode, duration_ms: finished.getTime() - started.getTime(), summary });
+      this.options.log(`${label} ${ok ? 'succeeded' : `FAILED (exit ${exitCode})`} in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s${summary === '' ? '' : `: ${summary}`}`);
+      if (ok && kind === 'full') jobs.queue.push('expire');
+      await this.save();
+      // The check sees the job's result and the new catalog at the next tick.
+      jobs.lastCatalogAt = undefined;
+    })().catch((error: unknown) => this.options.log(`${label}: ${redact(messageOf(error))}`)).finally(() => {
+      jobs.running = undefined;
+    });
+  }
+
+  /** Runs one job process; its stderr lines become progress events. */
+  private child(program: string, args: readonly string[], cluster: string, kind: JobKind, started: (child: ChildProcess) => void): Promise<{ exitCode: number; summary: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...this.options.env } });
+      started(child);
+      let lastOut = '';
+      let lastErr = '';
+      let lastEventAt = 0;
+      let held: string | undefined;
+      const flush = (): void => {
+        if (held === undefined) return;
+        this.options.emit({ type: 'backup_job', cluster, job: kind, state: 'progress', line: held });
+        held = undefined;
+        lastEventAt = Date.now();
+      };
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        if (line.trim() !== '') lastOut = redact(line);
+      });
+      createInterface({ input: child.stderr }).on('line', (line) => {
+        if (line.trim() === '') return;
+        // The failure is the last "pgwarden: …" line with its hint, not the hint alone.
+        if (line.startsWith('pgwarden:')) lastErr = redact(line);
+        else if (/^\s+hint:/.test(line) && lastErr !== '') lastErr = `${lastErr} (${redact(line.trim())})`;
+        else if (lastErr === '' || !lastErr.startsWith('pgwarden:')) lastErr = redact(line);
+        held = redact(line);
+        if (Date.now() - lastEventAt >= progressEveryMs) flush();
+      });
+      child.once('error', (error) => resolve({ exitCode: 127, summary: messageOf(error) }));
+      child.once('close', (code, signal) => {
+        flush();
+        const exitCode = code ?? (signal === null ? 1 : 128);
+        resolve({ exitCode, summary: exitCode === 0 ? lastOut : lastErr || `killed by ${signal ?? 'a signal'}` });
+      });
+    });
+  }
+
+  private setRecord(cluster: string, kind: JobKind, record: JobRecord): void {
+    this.state = { ...this.state, [cluster]: { ...this.state[cluster], [kind]: record } };
+  }
+
+  private async save(): Promise<void> {
+    try {
+      await writeFileAtomic(this.options.stateDir, stateFile, `${JSON.stringify(this.state, null, 2)}\n`);
+    } catch (error) {
+      this.options.log(`cannot save ${join(this.options.stateDir, stateFile)}: ${messageOf(error)}`);
+    }
+  }
+
+  /** Reads the catalog of the cluster's first repository and evaluates the backups check. */
+  private async evaluate(plan: BackupPlan, now: Date): Promise<void> {
+    const jobs = this.clusters.get(plan.cluster);
+    const first = plan.repositories[0];
+    if (first === undefined || jobs === undefined) return;
+    const records = this.state[plan.cluster] ?? {};
+    const failedJobs = (Object.entries(records) as [JobKind, JobRecord][])
+      .filter(([, record]) => record.ok === false)
+      .map(([job, record]) => ({ job, at: record.finishedAt ?? record.startedAt, message: record.summary }));
+    let status: BackupStatus;
+    const repository = openRepository(first.spec, this.options.env ?? process.env, first.name);
+    try {
+      const keyring = plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, this.options.env ?? process.env);
+      const catalog = await readCatalog(repository, keyring === undefined ? {} : { keyring });
+      const window = recoveryWindow(catalog);
+      const restorable = window.backups.filter((backup) => backup.restorable);
+      const newest = restorable[restorable.length - 1];
+      const newestBackup = newest === undefined ? undefined : catalog.backups.find((backup) => backup.manifest.id === newest.id);
+      const verification = newestBackup?.verifications[newestBackup.verifications.length - 1];
+      jobs.restorable = newest !== undefined;
+      status = {
+        repository: repository.description,
+        readError: null,
+        lastGood: newestBackup === undefined ? null : { id: newestBackup.manifest.id, at: newestBackup.manifest.stoppedAt },
+        lastVerification: verification === undefined || newestBackup === undefined ? null : { id: newestBackup.manifest.id, at: verification.at, ok: verification.ok, problems: verification.problems },
+        windowProblems: catalog.backups.length === 0 ? [] : windowProblems(window),
+        // A failed drill job is reported as such (failedJobs); the drill records in the repository are shown by the console.
+        lastDrill: null,
+        failedJobs,
+      };
+    } catch (error) {
+      status = { repository: repository.description, readError: redact(messageOf(error)), lastGood: null, lastVerification: null, windowProblems: [], lastDrill: null, failedJobs };
+    } finally {
+      repository.close();
+    }
+    this.options.onEvaluation({ cluster: plan.cluster, node: clusterWideNode, checks: ['backups'], findings: backupFindings(plan, status, now) });
+  }
+
+  /** Stops: running jobs get SIGTERM (each CLI leaves its repository consistent) and are awaited. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const running = [...this.clusters.values()].flatMap((jobs) => (jobs.running === undefined ? [] : [jobs.running]));
+    for (const job of running) job.child?.kill('SIGTERM');
+    await Promise.all(running.map((job) => job.done));
+    await Promise.all([...this.clusters.values()].flatMap((jobs) => (jobs.reading === undefined ? [] : [jobs.reading])));
+  }
+}
