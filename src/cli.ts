@@ -144,7 +144,7 @@ async function main(): Promise<CommandOutput> {
     case 'console': {
       const config = loadConfig(loadOptions);
       const { runConsole } = await import('./app/console.js');
-      await runConsole({ config, readOnly: cli.flags.readOnly, ascii: cli.flags.ascii, cluster: cli.flags.cluster, node: cli.flags.node, auditPath: cli.flags.auditLog ?? config.auditLog });
+      await runConsole({ config, readOnly: cli.flags.readOnly, ascii: cli.flags.ascii, cluster: cli.flags.cluster, node: cli.flags.node, auditPath: cli.flags.auditLog ?? config.auditLog, dsn: cli.flags.dsn !== undefined });
       return { stdout: '', stderr: '', exitCode: 0 };
     }
     case 'alerts': {

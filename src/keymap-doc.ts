@@ -8,6 +8,7 @@ const scopeTitles: Readonly<Record<Scope, string>> = {
   locks: 'Locks',
   tables: 'Tables',
   alerts: 'Alerts (acknowledging and silencing change no data: `--read-only` keeps them)',
+  backups: 'Backups (each key shows the exact `pgwarden` command line before it runs; `--read-only` refuses backup and drill)',
   dialog: 'Dialogs, prompts and the detail pane',
 };
 

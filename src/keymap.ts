@@ -14,6 +14,7 @@ export type Scope =
   | 'locks'
   | 'tables'
   | 'alerts'
+  | 'backups'
   /** A confirmation dialog, the palette, the filter prompt or the detail pane. */
   | 'dialog';
 
@@ -26,6 +27,7 @@ export type CommandId =
   | 'session.tag' | 'session.cancel' | 'session.terminate' | 'session.terminateTagged'
   | 'table.vacuum' | 'table.analyze' | 'index.reindex'
   | 'alert.acknowledge' | 'alert.unacknowledge' | 'alert.silence' | 'alert.unsilence'
+  | 'backup.now' | 'backup.verify' | 'backup.drill' | 'backup.stop'
   | 'dialog.confirm' | 'dialog.cancel' | 'dialog.yes' | 'dialog.no';
 
 export interface Command {
@@ -59,7 +61,7 @@ export const commands: readonly Command[] = [
   { id: 'view.replication', keys: ['6'], description: 'Replication: standbys, slots, archiver', scope: 'global', dangerous: false },
   { id: 'view.queries', keys: ['7'], description: 'Queries: pg_stat_statements', scope: 'global', dangerous: false },
   { id: 'view.alerts', keys: ['8'], description: 'Alerts: firing, pending, unknown, silenced and acknowledged, recent history', scope: 'global', dangerous: false },
-  { id: 'view.backups', keys: ['9'], description: 'Backups (arrives with the backup issue)', scope: 'global', dangerous: false },
+  { id: 'view.backups', keys: ['9'], description: 'Backups: repositories, recovery window, archiver, every backup', scope: 'global', dangerous: false },
   { id: 'cursor.up', keys: ['up', 'k'], description: 'Select the previous row', scope: 'list', dangerous: false },
   { id: 'cursor.down', keys: ['down', 'j'], description: 'Select the next row', scope: 'list', dangerous: false },
   { id: 'cursor.pageUp', keys: ['pageup'], description: 'One page up', scope: 'list', dangerous: false },
@@ -83,6 +85,11 @@ export const commands: readonly Command[] = [
   { id: 'alert.unacknowledge', keys: ['A'], description: 'Remove the acknowledgement of the selected alert', scope: 'alerts', dangerous: false, whyDisabled: 'needs a selected acknowledged alert' },
   { id: 'alert.silence', keys: ['m'], description: "Silence the selected alert's check and subject on its node for a while (15m, 1h, 4h, 1d or typed) with a comment; also queued for a running watcher", scope: 'alerts', dangerous: false, hint: 'silence', whyDisabled: 'needs a selected alert or history event' },
   { id: 'alert.unsilence', keys: ['u'], description: 'Remove the selected silence (or the one covering the selected alert)', scope: 'alerts', dangerous: false, hint: 'unsilence', whyDisabled: 'needs a selected silence, or an alert a silence covers' },
+  // Not dangerous in the keymap's sense (they change no data), so --read-only keeps them; it refuses backup and drill when pressed, saying why.
+  { id: 'backup.now', keys: ['b'], description: 'Back up now: shows the exact `pgwarden backup` command line, runs it once confirmed, streams its progress (refused under --read-only)', scope: 'backups', dangerous: false, hint: 'back up', whyDisabled: 'needs a backup plan for the cluster: a backups section in the --config file' },
+  { id: 'backup.verify', keys: ['v'], description: 'Verify the selected backup (or the newest) with `pgwarden verify`: reads the repository only', scope: 'backups', dangerous: false, hint: 'verify', whyDisabled: 'needs a backup listed in the view' },
+  { id: 'backup.drill', keys: ['D'], description: 'Restore drill with `pgwarden drill`: restores the newest backup to a scratch server and checks it (refused under --read-only)', scope: 'backups', dangerous: false, hint: 'drill', whyDisabled: 'needs a backup plan for the cluster and a backup in its repository' },
+  { id: 'backup.stop', keys: ['escape'], description: "Stop this cluster's running backup job (asks first; q asks too)", scope: 'backups', dangerous: false, whyDisabled: 'needs a running job' },
   { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
   { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false, hint: 'close' },
   { id: 'dialog.yes', keys: ['y'], description: 'Run the plan shown (low and medium danger)', scope: 'dialog', dangerous: false, hint: 'run' },
@@ -92,7 +99,7 @@ export const commands: readonly Command[] = [
 /** Scopes active on a view with a list, most specific first. */
 export function scopesFor(view: string, dialogOpen: boolean): readonly Scope[] {
   if (dialogOpen) return ['dialog'];
-  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' || view === 'alerts' ? [view] : [];
+  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' || view === 'alerts' || view === 'backups' ? [view] : [];
   const list: Scope[] = view === 'overview' || view === 'help' ? [] : ['list'];
   // Locks lists sessions too: the session commands apply there.
   const sessions: Scope[] = view === 'locks' ? ['activity'] : [];

@@ -10,6 +10,7 @@ import type { Results } from '../probes/runner.js';
 import { resultOf } from '../probes/index.js';
 import { latest } from '../probes/types.js';
 import { screens } from '../screens/index.js';
+import { backupsModel } from '../screens/Backups.js';
 import type { ListModel, ScreenProps, Selection } from '../screens/types.js';
 import type { Theme } from '../components/theme.js';
 import { Header, Tabs } from '../components/Header.js';
@@ -26,6 +27,7 @@ import { messageOf } from '../errors.js';
 import { alertRowDetail } from './alert-detail.js';
 import type { AlertDesk } from './alert-monitor.js';
 import type { BackupDesk, BackupsView } from './backup-monitor.js';
+import { busyMessage, stopPlanView, type BackupJob, type BackupJobDesk, type BackupJobKind, type BackupJobPlan } from './backup-actions.js';
 import { acknowledgeCommand, defaultSilenceDuration, silenceCommand, silencePresets, type AlertTarget } from './alert-prompts.js';
 import { alertToasts, type AlertsView } from './alerts-view.js';
 import { detailFor } from './detail.js';
@@ -51,6 +53,8 @@ export interface AppProps {
   readonly alerts?: AlertDesk | undefined;
   /** The console's backup monitor (the Backups view). */
   readonly backups?: BackupDesk | undefined;
+  /** Runs backup, verify and drill jobs from the Backups view. */
+  readonly backupJobs?: BackupJobDesk | undefined;
 }
 
 const viewTitles: Readonly<Record<ViewId, string>> = {
@@ -61,6 +65,8 @@ const viewTitles: Readonly<Record<ViewId, string>> = {
 const toastMs = 4000;
 // An alert toast stays longer: it may be the first the user hears of it.
 const alertToastMs = 10_000;
+// A job's result may come minutes after the key was pressed: it stays long enough to be read.
+const jobToastMs = 15_000;
 
 /** An alert in a few words, for prompts. */
 function alertWords(target: AlertTarget): string {
@@ -130,6 +136,8 @@ export function App(props: AppProps): React.ReactElement {
   const [fullQuery, setFullQuery] = useState<{ readonly pid: number; readonly text: string | null } | null>(null);
   const [alertsView, setAlertsView] = useState<AlertsView | undefined>(() => props.alerts?.view());
   const [backupsView, setBackupsView] = useState<BackupsView | undefined>(() => props.backups?.view());
+  const [jobs, setJobs] = useState<ReadonlyMap<string, BackupJob>>(() => new Map(props.backupJobs?.jobs()));
+  const [jobPlans, setJobPlans] = useState<ReadonlyMap<string, BackupJobPlan>>(new Map());
   const clock = useRef(now());
   const typedAhead = useRef<TypedKey[]>([]);
   const awaitingRender = useRef(false);
@@ -172,6 +180,20 @@ export function App(props: AppProps): React.ReactElement {
     // The backup monitor is fixed for the life of the app.
     [props.backups],
   );
+  // One render per job event; a finished job is toasted and the catalogs read again (twice: a
+  // read already in flight when the job ended would not see what it wrote).
+  useEffect(
+    () =>
+      props.backupJobs?.subscribe((fresh, finished) => {
+        setJobs(new Map(fresh));
+        if (finished === null) return;
+        dispatch({ type: 'toast', toast: { level: finished.ok === true ? 'success' : 'error', text: `${finished.title}: ${finished.summary ?? ''}`, until: Date.now() + jobToastMs } });
+        void props.backups?.refresh().then(() => props.backups?.refresh());
+      }),
+    // The job desk is fixed for the life of the app.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [props.backupJobs],
+  );
   const clusterName = monitor.choices[ui.target.cluster]?.[0]?.cluster;
   // It follows the console's cluster, and reads again when the Backups view is opened.
   useEffect(() => {
@@ -201,12 +223,14 @@ export function App(props: AppProps): React.ReactElement {
   const screen = screens[ui.view];
   const screenProps: ScreenProps = {
     results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current, alerts: alertsView, backups: backupsView,
+    backupJob: clusterName === undefined ? undefined : jobs.get(clusterName),
   };
   const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight, alertsView, backupsView]); // eslint-disable-line react-hooks/exhaustive-deps
   const { row } = selectedRow(model, ui);
   const selection = selectionOf(ui.view, row);
   const alertSelection = selection.kind === 'alert' ? selection : undefined;
   const server = latest(resultOf(results, 'server'))?.snapshot;
+  const selectedBackup = ui.view === 'backups' ? selectedRow(backupsModel(screenProps), ui).row : undefined;
   const allChoices = monitor.choices.flatMap((nodes, cluster) => nodes.map((node, index) => ({ ...node, cluster, index })));
 
   const toast = (level: 'info' | 'success' | 'warning' | 'error', text: string): void => {
@@ -218,6 +242,59 @@ export function App(props: AppProps): React.ReactElement {
       setPlans((previous) => new Map(previous).set(plan.id, plan));
       dispatch({ type: 'modal', modal: { kind: 'confirm', planId: plan.id, typed: '' } });
     });
+  };
+
+  /** A backup job's plan (the exact command line), or a toast when this cluster already runs one. */
+  const planJob = (kind: BackupJobKind): void => {
+    const desk = props.backupJobs;
+    if (desk === undefined || choice === undefined) {
+      toast('info', 'backup jobs are not available in this console');
+      return;
+    }
+    const busy = busyMessage(jobs.get(choice.cluster), now());
+    if (busy !== null) {
+      toast('warning', busy);
+      return;
+    }
+    const plan = desk.plan({ kind, cluster: choice.cluster, node: choice.node, label: choice.label, role: server?.role ?? null, selected: selectedBackup, view: backupsView });
+    setJobPlans((previous) => new Map(previous).set(plan.id, plan));
+    dispatch({ type: 'modal', modal: { kind: 'confirm', planId: plan.id, typed: '' } });
+  };
+
+  const forgetJobPlan = (id: string): void => {
+    setJobPlans((previous) => {
+      const next = new Map(previous);
+      next.delete(id);
+      return next;
+    });
+  };
+
+  /** y runs the job, n or esc declines it (audited); a refused plan only closes. */
+  const onJobPlanKey = (plan: BackupJobPlan, input: string, name: string | undefined): void => {
+    const desk = props.backupJobs;
+    const close = (): void => {
+      dispatch({ type: 'modal.close' });
+      forgetJobPlan(plan.id);
+    };
+    if (plan.refused !== null || desk === undefined) {
+      if (name === 'escape' || name === 'enter') close();
+      return;
+    }
+    if (input === 'y' || input === 'Y') {
+      close();
+      const why = desk.start(plan.id);
+      if (why !== null) toast('warning', why);
+    } else if (input === 'n' || input === 'N' || name === 'escape') {
+      desk.decline(plan.id);
+      close();
+      toast('info', 'nothing was done');
+    }
+  };
+
+  /** The running job a stop or quit confirmation is about: this cluster's, else any. */
+  const runningJob = (cluster: string): BackupJob | undefined => {
+    const own = jobs.get(cluster);
+    return own !== undefined && own.status !== 'finished' ? own : props.backupJobs?.running()[0];
   };
 
   const runPlan = (plan: PlanView): void => {
@@ -251,7 +328,12 @@ export function App(props: AppProps): React.ReactElement {
     const page = Math.max(1, bodyHeight - 3);
     const sort = ui.views[ui.view].sort ?? model?.defaultSort ?? { column: '', descending: true };
     const actions: Partial<Record<Command['id'], () => void>> = {
-      quit: props.onQuit,
+      // A running backup job is never stopped silently: quitting asks first.
+      quit: () => {
+        const running = props.backupJobs?.running()[0];
+        if (running === undefined) props.onQuit();
+        else dispatch({ type: 'modal', modal: { kind: 'job.stop', cluster: running.cluster, quit: true } });
+      },
       help: () => dispatch({ type: 'modal', modal: { kind: 'help' } }),
       redraw: () => {
         dispatch({ type: 'redraw' });
@@ -310,6 +392,14 @@ export function App(props: AppProps): React.ReactElement {
         if (id === null) toast('info', `unsilence ${command.whyDisabled ?? ''}`);
         else applyAlert({ kind: 'unsilence', id }, 'silence removed');
       },
+      'backup.now': () => planJob('backup'),
+      'backup.verify': () => planJob('verify'),
+      'backup.drill': () => planJob('drill'),
+      'backup.stop': () => {
+        const job = choice === undefined ? undefined : jobs.get(choice.cluster);
+        if (job === undefined || job.status === 'finished') toast('info', `stop ${command.whyDisabled ?? ''}`);
+        else dispatch({ type: 'modal', modal: { kind: 'job.stop', cluster: job.cluster, quit: false } });
+      },
     };
     for (const view of views) {
       if (command.id === `view.${view}`) actions[command.id] = () => dispatch({ type: 'view', view });
@@ -356,7 +446,27 @@ export function App(props: AppProps): React.ReactElement {
       }
       return;
     }
+    if (modal.kind === 'job.stop') {
+      const job = runningJob(modal.cluster);
+      if (input === 'y' || input === 'Y') {
+        dispatch({ type: 'modal.close' });
+        // Quitting stops every running job (console.tsx waits for them and says so on the terminal).
+        if (modal.quit) props.onQuit();
+        else if (job !== undefined) {
+          props.backupJobs?.stop(job.cluster);
+          toast('warning', `stopping the ${job.kind} job on ${job.cluster}`);
+        }
+      } else if (input === 'n' || input === 'N' || name === 'escape') {
+        dispatch({ type: 'modal.close' });
+      }
+      return;
+    }
     if (modal.kind === 'confirm') {
+      const jobPlan = jobPlans.get(modal.planId);
+      if (jobPlan !== undefined) {
+        onJobPlanKey(jobPlan, input, name);
+        return;
+      }
       const plan = plans.get(modal.planId);
       if (plan === undefined || plan.refused !== null) {
         if (name === 'escape' || name === 'enter') dispatch({ type: 'modal.close' });
@@ -465,6 +575,13 @@ export function App(props: AppProps): React.ReactElement {
       ? alertRowDetail(alertsView, modal.target.rowKey, clock.current)
       : detailFor(results, modal.target, modal.target.kind === 'session' && fullQuery?.pid === modal.target.pid ? fullQuery.text : null);
     body = <DetailPane title={detail.title} sections={detail.sections.map((s) => ({ heading: s.heading, lines: [...s.lines] }))} width={width} height={bodyHeight} scroll={modal.scroll} theme={theme} />;
+  } else if (modal.kind === 'confirm' && jobPlans.get(modal.planId) !== undefined) {
+    body = <ConfirmDialog plan={jobPlans.get(modal.planId) as BackupJobPlan} typed="" width={width} theme={theme} />;
+  } else if (modal.kind === 'job.stop') {
+    const job = runningJob(modal.cluster);
+    body = job === undefined
+      ? <ConfirmDialog plan={{ title: 'The job has ended', target: modal.cluster, danger: 'low', steps: [], confirmToken: null, refused: 'nothing is running any more' }} typed="" width={width} theme={theme} />
+      : <ConfirmDialog plan={stopPlanView(job, modal.quit, clock.current)} typed="" width={width} theme={theme} />;
   } else if (modal.kind === 'confirm' && plans.get(modal.planId) !== undefined) {
     body = <ConfirmDialog plan={plans.get(modal.planId) as PlanView} typed={modal.typed} width={width} theme={theme} />;
   } else if (modal.kind === 'progress' && plans.get(modal.planId) !== undefined) {

@@ -6,6 +6,7 @@
  * a slow or broken one does not hold the others back. Read-only: nothing is written anywhere.
  */
 import { readCatalog, type Catalog } from '../backup/catalog.js';
+import { readDrills, type DrillRecord } from '../backup/drill.js';
 import { loadKeyring } from '../backup/keys.js';
 import { openRepository, type OpenRepository, type RepositoryConfig } from '../backup/repository/index.js';
 import type { Keyring, VerificationRecord } from '../backup/types.js';
@@ -35,8 +36,8 @@ export interface BackupEntry {
   readonly fromStandby: boolean;
   /** The last verification record, or null when it was never verified. */
   readonly verified: VerificationRecord | null;
-  /** The last restore drill: none is recorded yet (drills come with a later item). */
-  readonly drilled: null;
+  /** The newest restore drill of this backup, or null when none restored it. */
+  readonly drilled: DrillRecord | null;
   /** Whether the archived WAL lets it be restored, and why not. */
   readonly restorable: boolean;
   readonly problem: string | null;
@@ -65,6 +66,8 @@ export interface RepositoryData {
   readonly window: RecoveryWindow;
   /** Newest first. */
   readonly backups: readonly BackupEntry[];
+  /** Every drill recorded in the repository, oldest first. */
+  readonly drills: readonly DrillRecord[];
 }
 
 /** What the Backups screen shows. */
@@ -102,7 +105,7 @@ export interface BackupMonitorOptions {
 }
 
 /** The entries of a catalog, newest first. */
-export function backupEntries(repository: string, catalog: Catalog, window: RecoveryWindow): BackupEntry[] {
+export function backupEntries(repository: string, catalog: Catalog, window: RecoveryWindow, drills: readonly DrillRecord[] = []): BackupEntry[] {
   return catalog.backups
     .map((backup): BackupEntry => {
       const { manifest } = backup;
@@ -117,7 +120,7 @@ export function backupEntries(repository: string, catalog: Catalog, window: Reco
         node: manifest.source.node,
         fromStandby: manifest.source.standby,
         verified: backup.verifications[backup.verifications.length - 1] ?? null,
-        drilled: null,
+        drilled: drills.filter((drill) => drill.backupId === manifest.id).pop() ?? null,
         restorable: reach?.restorable ?? false,
         problem: reach?.problem ?? null,
       };
@@ -229,14 +232,15 @@ class ConsoleBackups implements BackupDesk {
       open = openRepository(repository.spec, this.env, repository.name);
       const catalog = await readCatalog(open, this.keyring === undefined ? {} : { keyring: this.keyring });
       const window = recoveryWindow(catalog);
-      state = { name: repository.name, description: describe(repository), status: 'ok', readAt: this.now(), catalog, window, backups: backupEntries(repository.name, catalog, window) };
+      const drills = await readDrills(open);
+      state = { name: repository.name, description: describe(repository), status: 'ok', readAt: this.now(), catalog, window, drills, backups: backupEntries(repository.name, catalog, window, drills) };
     } catch (error) {
       const previous = this.states[index];
       const last = previous?.status === 'ok' ? previous : previous?.status === 'error' ? previous.last : null;
       state = {
         name: repository.name, description: describe(repository), status: 'error',
         reason: messageOf(error), fix: repositoryFix(repository, error), failedAt: this.now(),
-        last: last === null ? null : { readAt: last.readAt, catalog: last.catalog, window: last.window, backups: last.backups },
+        last: last === null ? null : { readAt: last.readAt, catalog: last.catalog, window: last.window, backups: last.backups, drills: last.drills },
       };
     } finally {
       open?.close();

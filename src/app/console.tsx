@@ -11,6 +11,7 @@ import { themeFromEnvironment, type Theme } from '../components/theme.js';
 import { App } from './App.js';
 import { createAlertMonitor, type AlertDesk } from './alert-monitor.js';
 import { createBackupMonitor, type BackupDesk } from './backup-monitor.js';
+import { createBackupJobs, type BackupJobDesk } from './backup-actions.js';
 import { createMonitor, targetOf } from './live-monitor.js';
 import type { Monitor } from './monitor.js';
 import type { ViewId } from './state.js';
@@ -23,6 +24,8 @@ export interface ConsoleOptions {
   readonly cluster?: string | undefined;
   readonly node?: string | undefined;
   readonly auditPath?: string | undefined;
+  /** Started with --dsn: backup jobs then name that server, not a config cluster. */
+  readonly dsn?: boolean | undefined;
 }
 
 const enterAlternateScreen = '\u001b[?1049h\u001b[H';
@@ -36,6 +39,7 @@ interface RootProps {
   readonly monitor: Monitor;
   readonly alerts: AlertDesk;
   readonly backups: BackupDesk;
+  readonly backupJobs: BackupJobDesk;
   readonly theme: Theme;
   readonly commands: readonly Command[];
   readonly initialView: ViewId | undefined;
@@ -59,6 +63,7 @@ function Root(props: RootProps): React.ReactElement {
       monitor={props.monitor}
       alerts={props.alerts}
       backups={props.backups}
+      backupJobs={props.backupJobs}
       theme={props.theme}
       commands={props.commands}
       columns={size.columns}
@@ -85,6 +90,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   // Backups of the console's cluster: catalogs read in the background (the Backups view).
   const initialTarget = targetOf(options.config, options.cluster, options.node);
   const backups = createBackupMonitor({ config: options.config, cluster: monitor.choices[initialTarget.cluster]?.[initialTarget.node]?.cluster ?? options.cluster ?? '' });
+  // Backup, verify and drill from the Backups view: `pgwarden …` child processes.
+  const backupJobs = createBackupJobs({ config: options.config, readOnly: options.readOnly, dsn: options.dsn, auditPath: options.auditPath });
   const theme = themeFromEnvironment(process.env, { ascii: options.ascii });
   const commands = effectiveCommands({ readOnly: options.readOnly, remap: options.config.keys });
 
@@ -123,7 +130,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
 
   try {
     instance = render(
-      <Root monitor={monitor} alerts={alerts} backups={backups} theme={theme} commands={commands} initialView={options.initialView} initialTarget={initialTarget} onQuit={() => quit()} onRedraw={onRedraw} />,
+      <Root monitor={monitor} alerts={alerts} backups={backups} backupJobs={backupJobs} theme={theme} commands={commands} initialView={options.initialView} initialTarget={initialTarget} onQuit={() => quit()} onRedraw={onRedraw} />,
       // 60 fps: at Ink's default 30 a keypress can wait a whole 33 ms frame before it shows.
       { exitOnCtrlC: false, patchConsole: false, maxFps: 60 },
     );
@@ -137,6 +144,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     process.off('uncaughtException', onCrash);
     process.off('unhandledRejection', onCrash);
     restore();
-    await Promise.all([monitor.close(), alerts.close(), backups.close()]);
+    // A job still running is stopped (SIGTERM to its process group), and the terminal says so.
+    const [stopped] = await Promise.all([backupJobs.close(), monitor.close(), alerts.close(), backups.close()]);
+    for (const line of stopped) process.stderr.write(`pgwarden: ${line}\n`);
   }
 }

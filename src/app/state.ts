@@ -63,6 +63,8 @@ export type Modal =
   /** An action running or just finished; closes with escape once done. */
   | { readonly kind: 'progress'; readonly planId: string }
   | { readonly kind: 'switcher'; readonly index: number }
+  /** Stopping a cluster's running backup job (Esc on the Backups view), or quitting while one runs (q): asks first. */
+  | { readonly kind: 'job.stop'; readonly cluster: string; readonly quit: boolean }
   /** Acknowledging an alert: the optional comment being typed. */
   | { readonly kind: 'acknowledge'; readonly target: AlertTarget; readonly input: string }
   /**

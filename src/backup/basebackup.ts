@@ -32,6 +32,7 @@ import { backupPrefix, checkObject, childStream, manifestKey, Meter, missingWal,
 import { decodeObject, findArchived, readArchiveInfo } from './wal/archive.js';
 import { decompress, zstdInstalled } from './wal/compress.js';
 import { parseWalFileName, segmentFileName } from './wal/segment.js';
+import { libpqEnv } from '../db/libpq-env.js';
 
 /** Tar bytes per stored part unless told otherwise. */
 export const DEFAULT_PART_BYTES = 64 * 1024 * 1024;
@@ -164,24 +165,6 @@ class Part {
   }
 }
 
-/** The environment pg_basebackup gets: the connection through libpq variables, the password never on the command line (rule 14). */
-function libpqEnv(spec: ConnectionSpec, application: string): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PG')) env[name] = value;
-  Object.assign(env, {
-    PGHOST: spec.host,
-    PGPORT: String(spec.port),
-    PGUSER: spec.user,
-    PGDATABASE: spec.database,
-    PGSSLMODE: spec.sslmode,
-    PGAPPNAME: application,
-    PGCONNECT_TIMEOUT: String(Math.max(1, Math.ceil(spec.connectTimeoutMs / 1000))),
-  });
-  if (spec.sslrootcert !== undefined) env['PGSSLROOTCERT'] = spec.sslrootcert;
-  if (spec.password !== undefined) env['PGPASSWORD'] = spec.password;
-  if (process.env['PGPASSFILE'] !== undefined) env['PGPASSFILE'] = process.env['PGPASSFILE'];
-  return env;
-}
 
 function basebackupPath(pgBin: string | undefined, major: number): string {
   const dir = pgBin ?? `/usr/lib/postgresql/${major}/bin`;

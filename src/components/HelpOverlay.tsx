@@ -16,6 +16,7 @@ export const scopeTitles: readonly (readonly [Scope, string])[] = [
   ['locks', 'Locks'],
   ['tables', 'Tables'],
   ['alerts', 'Alerts'],
+  ['backups', 'Backups'],
   ['dialog', 'Dialogs and prompts'],
 ];
 

@@ -5,8 +5,11 @@
  * restorable point → newest archived WAL, gaps, timeline forks), and every backup with its size,
  * duration, source, last verification and last drill. Four states: no backup plan (how to
  * configure one), reading, a repository that cannot be read (the reason and the fix), and data.
+ * Under the list, the pane of the cluster's backup job (src/app/backup-actions.ts: back up now,
+ * verify, drill): what runs, for how long, its last stderr lines, then how it ended.
  */
 import type { ReactElement } from 'react';
+import { jobElapsed, type BackupJob } from '../app/backup-actions.js';
 import { backupsConfigDoc, type BackupEntry, type BackupsView, type RepositoryData, type RepositoryState } from '../app/backup-monitor.js';
 import { snapshotOf } from '../components/ProbeStatus.js';
 import type { ColumnSpec } from '../components/table-types.js';
@@ -52,7 +55,11 @@ export function backupColumns(now: Date): readonly ColumnSpec<BackupEntry>[] {
     { id: 'duration', title: 'took', width: 7, align: 'right', text: (row) => formatDuration(Math.round(row.durationMs / 1000)), sortValue: (row) => row.durationMs },
     { id: 'from', title: 'from', width: 14, text: (row) => `${row.fromStandby ? 'standby' : 'primary'} ${row.node}` },
     { id: 'verified', title: 'verified', width: 16, text: (row) => verifiedText(row, now), sortValue: (row) => row.verified?.at ?? null, tone: verifiedTone },
-    { id: 'drilled', title: 'drilled', width: 7, text: () => 'never', tone: () => 'muted' },
+    {
+      id: 'drilled', title: 'drilled', width: 12, sortValue: (row) => row.drilled?.finishedAt ?? null,
+      text: (row) => (row.drilled === null ? 'never' : row.drilled.ok ? `ok ${formatDuration(Math.round(row.drilled.restoreSeconds ?? 0))}` : 'FAILED'),
+      tone: (row) => (row.drilled === null ? 'muted' : row.drilled.ok ? 'ok' : 'critical'),
+    },
     {
       id: 'id', title: 'backup', width: 'flex', minWidth: 8,
       text: (row) => (row.restorable ? row.id : `${row.id}: NOT RESTORABLE: ${row.problem ?? ''}`),
@@ -135,6 +142,12 @@ export function windowLines(data: RepositoryData, now: Date): Part[][] {
     { text: ` · ${window.gaps.length} ${window.gaps.length === 1 ? 'gap' : 'gaps'}`, tone: window.gaps.length > 0 ? 'critical' : 'ok' },
     { text: ` · ${window.timelines.length} ${window.timelines.length === 1 ? 'timeline' : 'timelines'}` },
   ]);
+  const drill = data.drills[data.drills.length - 1];
+  if (drill !== undefined) {
+    lines.push(drill.ok
+      ? [{ text: `  last drill: ok ${ageOf(drill.finishedAt, now)}, restored in ${formatDuration(Math.round(drill.restoreSeconds ?? 0))}${drill.dataLossWindowSeconds === null ? '' : `, data-loss window ${formatDuration(Math.round(drill.dataLossWindowSeconds))}`}`, tone: 'ok' }]
+      : [{ text: `  last drill: FAILED ${ageOf(drill.finishedAt, now)}: ${drill.reason ?? 'see pgwarden drill'}`, tone: 'critical' }]);
+  }
   for (const gap of window.gaps) {
     const missing = gap.missing === 1 ? gap.firstMissing : `${gap.firstMissing}…${gap.lastMissing}`;
     lines.push([{ text: `  gap: ${formatCount(gap.missing)} missing on tl ${gap.timeline}: ${missing} (after ${gap.after})`, tone: 'critical' }]);
@@ -173,6 +186,32 @@ export function repositoryLines(state: RepositoryState, now: Date): Part[][] {
   ];
 }
 
+/**
+ * The job pane: a line saying what runs (or how it ended), then its last stderr lines, at most
+ * `rows` lines in all.
+ */
+export function jobPaneLines(job: BackupJob, now: Date, rows: number): Part[][] {
+  const elapsed = jobElapsed(job, now);
+  let head: Part[];
+  if (job.status === 'finished') {
+    const how = job.error !== null ? 'could not start' : job.signal !== null ? `ended by ${job.signal}` : `exit ${job.exitCode ?? '?'}`;
+    head = [
+      { text: `${job.kind} ${job.ok === true ? 'finished' : 'FAILED'} after ${elapsed} (${how})`, tone: job.ok === true ? 'ok' : 'critical' },
+      { text: `: ${job.summary ?? ''}` },
+    ];
+  } else {
+    head = [
+      { text: `${job.kind} ${job.status === 'stopping' ? 'stopping' : 'running'} ${elapsed}`, tone: job.status === 'stopping' ? 'warning' : 'accent' },
+      { text: ` · ${job.target}${job.pid === null ? '' : ` · pid ${job.pid}`}` },
+      { text: ' · esc stops it (asks first)', tone: 'muted' },
+    ];
+  }
+  const tail = job.partial.trim() === '' ? job.lines : [...job.lines, job.partial];
+  const room = Math.max(0, rows - 1);
+  const shown = room === 0 ? [] : tail.slice(-room);
+  return [head, ...shown.map((line): Part[] => [{ text: `  ${line}`, tone: 'muted' }])];
+}
+
 /** What the screen says when the cluster has no backup plan. */
 export function unconfiguredLines(cluster: string | undefined): readonly string[] {
   return [
@@ -180,7 +219,8 @@ export function unconfiguredLines(cluster: string | undefined): readonly string[
     '',
     `To configure one, add a "backups" section (${backupsConfigDoc}), e.g.:`,
     '  "backups": { "repositories": [{ "name": "local", "type": "local", "path": "/var/lib/pgwarden/repo" }] }',
-    'then restart the console; this view lists the backups, the recovery window and the archiver.',
+    'then restart the console; this view lists the backups, the recovery window and the archiver,',
+    'and its keys back up, verify and drill (see ? for them).',
   ];
 }
 
@@ -211,8 +251,10 @@ function BackupsScreen(props: ScreenProps): ReactElement {
   const anyData = view.repositories.some((state) => dataOf(state) !== null);
   // The list keeps at least its header and three rows; repository lines give way first.
   const tableMin = anyData ? 4 : 0;
-  const shown = [...header, ...repositories].slice(0, Math.max(2, height - tableMin));
-  const tableHeight = height - shown.length;
+  // The job pane: its head line and up to four stderr lines while running, two once finished.
+  const pane = props.backupJob === undefined ? [] : jobPaneLines(props.backupJob, now, Math.max(1, Math.min(props.backupJob.status === 'finished' ? 3 : 5, height - tableMin - 2)));
+  const shown = [...header, ...repositories].slice(0, Math.max(2, height - tableMin - pane.length));
+  const tableHeight = height - shown.length - pane.length;
   return (
     <ScreenFrame width={width} height={height}>
       {shown.map((parts, index) => (
@@ -228,6 +270,9 @@ function BackupsScreen(props: ScreenProps): ReactElement {
           emptyText={viewState.filter === null ? 'no complete backup in any repository yet' : 'no backup matches the filter'}
         />
       ) : null}
+      {pane.map((parts, index) => (
+        <PartsLine key={`job-${index}`} parts={parts} width={width} theme={theme} />
+      ))}
     </ScreenFrame>
   );
 }

@@ -2,6 +2,7 @@
 import type { Results } from '../probes/runner.js';
 import type { AlertTarget } from '../app/alert-prompts.js';
 import type { AlertsView } from '../app/alerts-view.js';
+import type { BackupJob } from '../app/backup-actions.js';
 import type { BackupsView } from '../app/backup-monitor.js';
 import type { UiState, ViewId, ViewState } from '../app/state.js';
 import type { ColumnSpec } from '../components/table-types.js';
@@ -32,6 +33,8 @@ export interface ScreenProps {
   readonly alerts?: AlertsView | undefined;
   /** The console's backup monitor (absent when it is not running: shown as no backup plan). */
   readonly backups?: BackupsView | undefined;
+  /** The latest backup job (backup, verify, drill) of the cluster shown, running or finished. */
+  readonly backupJob?: BackupJob | undefined;
 }
 
 /** What the shell needs of a list screen to move the cursor, sort, filter and act on a row. */

@@ -3,8 +3,8 @@
  * cluster with backup settings, the scheduled jobs and the backups check.
  *
  * Jobs: a full backup, logical dumps and a restore drill on their cron schedules (defaults: full
- * daily, logical hourly, drill daily), and retention (`backups expire` on every repository) after
- * each good full backup. Each job is the CLI run as a child process with the watcher's own config
+ * daily, logical hourly, drill daily), and retention (`backups expire` and `logical expire` on
+ * every repository) after each good full backup or dump. Each job is the CLI run as a child process with the watcher's own config
  * file (`pgwarden backup --config FILE --cluster NAME`…): the watcher stays responsive, a job that
  * crashes takes nothing else down, and what a job does is exactly what a DBA runs by hand. One job
  * at a time per cluster; a job whose time came while another ran (or while the watcher was down)
@@ -83,18 +83,21 @@ const scheduledKinds: readonly Exclude<JobKind, 'expire'>[] = ['full', 'logical'
 /** At most one progress event per job and interval (a backup prints a line every 2 s). */
 const progressEveryMs = 1000;
 
-/** The command line (after pgwarden) of a job. */
-export function jobArgs(kind: JobKind, configFile: string, cluster: string, repository?: string): string[] {
+/** The command lines (after pgwarden) a job runs, in order; retention runs per repository, for backups and dumps. */
+export function jobCommands(kind: JobKind, configFile: string, cluster: string, repositories: readonly string[]): string[][] {
   const common = ['--config', configFile, '--cluster', cluster];
   switch (kind) {
     case 'full':
-      return ['backup', ...common];
+      return [['backup', ...common]];
     case 'logical':
-      return ['logical', 'backup', ...common];
+      return [['logical', 'backup', ...common]];
     case 'drill':
-      return ['drill', ...common];
+      return [['drill', ...common]];
     case 'expire':
-      return ['backups', 'expire', ...common, ...(repository === undefined ? [] : ['--repo', repository])];
+      return repositories.flatMap((repository) => [
+        ['backups', 'expire', ...common, '--repo', repository],
+        ['logical', 'expire', ...common, '--repo', repository],
+      ]);
   }
 }
 
@@ -166,7 +169,7 @@ export class BackupJobs {
 
   private run(configFile: string, plan: BackupPlan, jobs: ClusterJobs, kind: JobKind): void {
     const started = this.now();
-    const repositories = kind === 'expire' ? plan.repositories.map((repository) => repository.name) : [undefined];
+    const commands = jobCommands(kind, configFile, plan.cluster, plan.repositories.map((repository) => repository.name));
     const label = `${plan.cluster}: ${kind === 'full' ? 'full backup' : kind === 'logical' ? 'logical backups' : kind === 'drill' ? 'restore drill' : 'retention'}`;
     this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: null, ok: null, exitCode: null, summary: '' });
     this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: 'started', at: started.toISOString() });
@@ -176,8 +179,8 @@ export class BackupJobs {
     running.done = (async () => {
       let exitCode = 0;
       let summary = '';
-      for (const repository of repositories) {
-        const args = [...this.options.pgwarden.slice(1), ...jobArgs(kind, configFile, plan.cluster, repository)];
+      for (const command of commands) {
+        const args = [...this.options.pgwarden.slice(1), ...command];
         const outcome = await this.child(this.options.pgwarden[0] ?? process.execPath, args, plan.cluster, kind, (spawned) => {
           running.child = spawned;
         });
@@ -192,7 +195,7 @@ export class BackupJobs {
       this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok, exitCode, summary });
       this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: ok ? 'succeeded' : 'failed', exit_code: exitCode, duration_ms: finished.getTime() - started.getTime(), summary });
       this.options.log(`${label} ${ok ? 'succeeded' : `FAILED (exit ${exitCode})`} in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s${summary === '' ? '' : `: ${summary}`}`);
-      if (ok && kind === 'full') jobs.queue.push('expire');
+      if (ok && (kind === 'full' || kind === 'logical') && !jobs.queue.includes('expire')) jobs.queue.push('expire');
       await this.save();
       // The check sees the job's result and the new catalog at the next tick.
       jobs.lastCatalogAt = undefined;

@@ -349,6 +349,7 @@ describe('HelpOverlay', () => {
       'Sessions (Activity and Locks)',
       'Tables',
       'Alerts',
+      'Backups',
       'Dialogs and prompts',
     ]);
   });
@@ -363,7 +364,7 @@ describe('HelpOverlay', () => {
   it('fits 80×20, wrapping long descriptions under their column, and shows the position', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={20} scroll={0} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                              1-19/71',
+        'Key bindings (esc to close)                                              1-19/85',
         'Everywhere',
         'q, ^C      Quit and restore the terminal',
         '?          Show every key binding',
@@ -390,10 +391,10 @@ describe('HelpOverlay', () => {
   it('scrolls to the last page and no further', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={10} scroll={1000} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                             63-71/71',
-        '           needs a selected alert or history event',
-        'u          Remove the selected silence (or the one covering the selected alert)',
-        '           needs a selected silence, or an alert a silence covers',
+        'Key bindings (esc to close)                                             77-85/85',
+        '           needs a backup plan for the cluster and a backup in its repository',
+        "esc        Stop this cluster's running backup job (asks first; q asks too)",
+        '           needs a running job',
         '',
         'Dialogs and prompts',
         'enter      Confirm (after typing what is asked, when asked)',

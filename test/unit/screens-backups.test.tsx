@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseFilter } from '../../src/app/state.js';
 import { backupEntries, type BackupsView, type RepositoryData, type RepositoryState } from '../../src/app/backup-monitor.js';
 import type { Catalog } from '../../src/backup/catalog.js';
+import type { DrillRecord } from '../../src/backup/drill.js';
 import { recoveryWindow } from '../../src/backup/window.js';
 import { archiveLine, backupsScreen } from '../../src/screens/Backups.js';
 import { backupOf, catalogOf, idAt, manifestOf, walName, walRange } from '../fixtures/backup-catalog.js';
@@ -32,9 +33,9 @@ function localCatalog(): Catalog {
   });
 }
 
-function dataOf(name: string, catalog: Catalog, readAt: Date): RepositoryData {
+function dataOf(name: string, catalog: Catalog, readAt: Date, drills: readonly DrillRecord[] = []): RepositoryData {
   const window = recoveryWindow(catalog);
-  return { readAt, catalog, window, backups: backupEntries(name, catalog, window) };
+  return { readAt, catalog, window, drills, backups: backupEntries(name, catalog, window, drills) };
 }
 
 const local: RepositoryState = { name: 'local', description: 'local /var/lib/pgwarden/repo', status: 'ok', ...dataOf('local', localCatalog(), at(12_000)) };
@@ -85,7 +86,7 @@ describe('Backups screen: the four states', () => {
 
   it('a failed read after a good one keeps the last data, marked as such', () => {
     if (local.status !== 'ok') throw new Error('the fixture is a good read');
-    const last: RepositoryData = { readAt: local.readAt, catalog: local.catalog, window: local.window, backups: local.backups };
+    const last: RepositoryData = { readAt: local.readAt, catalog: local.catalog, window: local.window, backups: local.backups, drills: local.drills };
     const lines = rendered(configured([{ ...offsiteError, name: 'local', description: 'local /var/lib/pgwarden/repo', fix: 'check that /var/lib/pgwarden/repo exists', last }]), { width: 200, height: 50 });
     expect(lines).toContain('  shown: the last good read, 12s ago');
     expect(lines.some((line) => line.includes(newest.id))).toBe(true);
@@ -108,6 +109,23 @@ describe('Backups screen with data', () => {
       expect.stringMatching(/^ 3d00h ago\s+local\s+1000 B\s+1m05s primary db1\s+never\s+never/),
     ]);
     expect(lines).toHaveLength(24);
+  });
+
+  it('shows the last drill of each backup and of the repository: restore time and data-loss window, or FAILED', () => {
+    const catalog = localCatalog();
+    const [oldest, middle] = catalog.backups.map((backup) => backup.manifest.id);
+    const drill = (id: string, backupId: string, hoursAgo: number, ok: boolean): DrillRecord => ({
+      format: 1, id, cluster: 'main', backupId, startedAt: at(hoursAgo * HOUR + 120_000).toISOString(), finishedAt: at(hoursAgo * HOUR).toISOString(),
+      target: 'latest', restoreSeconds: 95, recoveredTo: null, dataLossWindowSeconds: 42, checks: [], ok, reason: ok ? null : 'amcheck: index t_pkey is corrupt',
+    });
+    const withDrills: RepositoryState = { name: 'local', description: 'local /var/lib/pgwarden/repo', status: 'ok', ...dataOf('local', catalog, at(12_000), [drill('d1', oldest ?? '', 30, false), drill('d2', middle ?? '', 3, true)]) };
+    const lines = rendered(configured([withDrills]), { width: 200, height: 50 });
+    expect(lines).toContainEqual('  last drill: ok 3h00m ago, restored in 1m35s, data-loss window 42s');
+    expect(lines.find((line) => line.includes(middle ?? '?'))).toMatch(/ok 1m35s\s+/);
+    expect(lines.find((line) => line.includes(oldest ?? '?'))).toMatch(/FAILED\s+/);
+
+    const failedLast: RepositoryState = { ...withDrills, ...dataOf('local', catalog, at(12_000), [drill('d3', middle ?? '', 1, false)]) };
+    expect(rendered(configured([failedLast]), { width: 200, height: 50 })).toContainEqual('  last drill: FAILED 1h00m ago: amcheck: index t_pkey is corrupt');
   });
 
   it('at 200×50: the whole lines, the backup ids, and an unrestorable backup says why', () => {

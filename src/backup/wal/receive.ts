@@ -23,6 +23,7 @@ import { DbSession } from '../../db/session.js';
 import type { Keyring, Repository } from '../types.js';
 import { pushWal } from './push.js';
 import { parseWalFileName, type WalFileName } from './segment.js';
+import { libpqEnv } from '../../db/libpq-env.js';
 
 /** The application_name of the streaming connection (pg_stat_replication, synchronous_standby_names). */
 export const RECEIVER_APPLICATION = 'pgwarden-receivewal';
@@ -122,23 +123,6 @@ export function finalSpoolFiles(names: readonly string[]): WalFileName[] {
 }
 
 /** libpq's environment for the connection: the password in PGPASSWORD, never in argv (rule 14). */
-function libpqEnv(spec: ConnectionSpec): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('PG')) env[name] = value;
-  Object.assign(env, {
-    PGHOST: spec.host,
-    PGPORT: String(spec.port),
-    PGUSER: spec.user,
-    PGDATABASE: spec.database,
-    PGSSLMODE: spec.sslmode,
-    PGAPPNAME: RECEIVER_APPLICATION,
-    PGCONNECT_TIMEOUT: String(Math.max(2, Math.ceil(spec.connectTimeoutMs / 1000))),
-  });
-  if (spec.sslrootcert !== undefined) env['PGSSLROOTCERT'] = spec.sslrootcert;
-  if (spec.password !== undefined) env['PGPASSWORD'] = spec.password;
-  if (process.env['PGPASSFILE'] !== undefined) env['PGPASSFILE'] = process.env['PGPASSFILE'];
-  return env;
-}
 
 interface ServerFacts {
   readonly version: number;
@@ -284,7 +268,7 @@ export class WalReceiver {
     if (this.stopping) return;
     const args = ['--directory', this.options.spoolDir, ...this.connectionArgs(), '--status-interval', String(this.options.statusIntervalS ?? 10)];
     if (this.options.synchronous === true) args.push('--synchronous');
-    const child = spawn(this.program(), args, { env: libpqEnv(this.options.connection), stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(this.program(), args, { env: libpqEnv(this.options.connection, RECEIVER_APPLICATION), stdio: ['ignore', 'ignore', 'pipe'] });
     const startedAt = Date.now();
     this.child = child;
     let lastLine = '';
@@ -397,7 +381,7 @@ export class WalReceiver {
   /** pg_receivewal --create-slot --if-not-exists, its own invocation (the streaming one must not create it). */
   private async createSlot(): Promise<void> {
     try {
-      await execFileAsync(this.program(), ['--create-slot', '--if-not-exists', ...this.connectionArgs()], { env: libpqEnv(this.options.connection), timeout: 60_000 });
+      await execFileAsync(this.program(), ['--create-slot', '--if-not-exists', ...this.connectionArgs()], { env: libpqEnv(this.options.connection, RECEIVER_APPLICATION), timeout: 60_000 });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw error;
       const output = (error as { stderr?: unknown }).stderr;
