@@ -31,16 +31,22 @@ const help = `
     $ pgwarden wal push %p --repo DIR    archive_command: archive one WAL file (docs/wal-archiving.md)
     $ pgwarden wal fetch %f %p --repo DIR
                                          restore_command: exit 1 only when the archive lacks the file, 126 on any failure
-    $ pgwarden backup --repo DIR [--key ID=FILE] [--fast] [--compression zstd|gzip|none]
-                                         full physical backup with pg_basebackup; counts once its WAL is archived (docs/backups.md)
-    $ pgwarden verify [BACKUP_ID] --repo DIR [--key ID=FILE]
-                                         check a backup's objects and WAL against its manifest; exit 1 on any problem
-    $ pgwarden restore --repo DIR --to latest|TIME|LSN|BACKUP_ID --target-dir DIR [--start [--port N]]
+    $ pgwarden backup --config FILE [--cluster C] [--fast]   (or --dsn URI --repo DIR [--key ID=FILE])
+                                         full physical backup with pg_basebackup into the cluster's repositories;
+                                         counts once its WAL is archived (docs/backups.md)
+    $ pgwarden verify [BACKUP_ID | --all] --config FILE [--cluster C] [--repo NAME]
+                                         check backups against their manifests and the recovery window; exit 1 on any problem
+    $ pgwarden restore --config FILE [--repo NAME] --to latest|TIME|LSN|BACKUP_ID --target-dir DIR [--start [--port N]]
                                          rebuild a data directory and recover to the target (docs/restore.md)
-    $ pgwarden backups list --repo DIR [--json]
+    $ pgwarden drill --config FILE [--cluster C] [--table SCHEMA.TABLE]... [--keep] [--json]
+                                         restore drill: restore, check (pg_amcheck, row counts, SQL), record (docs/drills.md)
+    $ pgwarden logical backup|list|restore|expire --config FILE [--database DB] [--into DB] [--table S.T]
+                                         pg_dump per database; restore a database or one table (docs/logical-backups.md)
+    $ pgwarden backups list --config FILE [--repo NAME] [--json]
                                          backups, the recovery window, gaps and timeline forks (docs/retention.md)
-    $ pgwarden backups expire --repo DIR [--days N] [--min-count N] [--max-count N] [--dry-run]
+    $ pgwarden backups expire --config FILE [--days N] [--min-count N] [--max-count N] [--dry-run]
                                          retention: print the plan, then delete (never the newest restorable backup)
+    (every backup command also takes --repo DIR [--key ID=FILE | --key-env ID=VAR]... instead of --config)
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;
                                          SIGHUP reloads the config, SIGTERM stops (docs/watch.md)
 

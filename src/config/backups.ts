@@ -40,6 +40,15 @@ export interface DrillSettings {
   readonly targetDir: string;
 }
 
+/** Continuous WAL streaming with pg_receivewal under `--watch` (docs/wal-streaming.md); off unless enabled. */
+export interface StreamingSettings {
+  readonly enabled: boolean;
+  /** Where the segments land before they are pushed; undefined: <alerting.state_dir>/wal-spool/<cluster>. */
+  readonly spoolDir: string | undefined;
+  /** The replication slot; undefined: pgwarden_<cluster>. */
+  readonly slot: string | undefined;
+}
+
 /** One entry of `backups.clusters`, as written: undefined fields fall back to "*", then to the defaults. */
 export interface ClusterBackupSettings {
   readonly repositories: readonly string[] | undefined;
@@ -48,6 +57,7 @@ export interface ClusterBackupSettings {
   readonly retention: Partial<RetentionPolicy>;
   readonly drill: Partial<DrillSettings>;
   readonly marginMinutes: number | undefined;
+  readonly streaming: Partial<StreamingSettings>;
 }
 
 /** The validated `backups` section. */
@@ -73,6 +83,7 @@ export interface BackupPlan {
   readonly drill: DrillSettings;
   /** The backups check warns when the last good full backup is older than its schedule plus this. */
   readonly marginMinutes: number;
+  readonly streaming: StreamingSettings;
 }
 
 /** The defaults of issue 5: a full backup daily, a logical dump hourly, a drill daily, 14 days kept. */
@@ -180,8 +191,25 @@ function parseDrill(v: Validator, value: Json | undefined, key: string): Partial
   return out;
 }
 
+function parseStreaming(v: Validator, value: Json | undefined, key: string): Partial<StreamingSettings> {
+  const raw = objectAt(v, value, key, ['enabled', 'spool_dir', 'slot']);
+  const out: { -readonly [K in keyof StreamingSettings]?: StreamingSettings[K] } = {};
+  if (raw['enabled'] !== undefined) out.enabled = v.boolean(raw['enabled'], `${key}.enabled`);
+  if (raw['spool_dir'] !== undefined) {
+    const dir = v.string(raw['spool_dir'], `${key}.spool_dir`, '/var/lib/pgwarden/wal-spool');
+    if (!isAbsolute(dir)) v.fail(`${key}.spool_dir`, `"${dir}" is a relative path`, 'give an absolute path, e.g. "/var/lib/pgwarden/wal-spool"');
+    out.spoolDir = dir;
+  }
+  if (raw['slot'] !== undefined) {
+    const slot = v.string(raw['slot'], `${key}.slot`, 'pgwarden_prod');
+    if (!/^[a-z0-9_]{1,63}$/.test(slot)) v.fail(`${key}.slot`, `"${slot}" is not a valid replication slot name`, 'use lower-case letters, digits and "_" (at most 63), e.g. "pgwarden_prod"');
+    out.slot = slot;
+  }
+  return out;
+}
+
 function parseClusterSettings(v: Validator, value: Json | undefined, key: string, repositoryNames: readonly string[]): ClusterBackupSettings {
-  const raw = objectAt(v, value, key, ['repositories', 'compression', 'schedule', 'retention', 'drill', 'margin_minutes']);
+  const raw = objectAt(v, value, key, ['repositories', 'compression', 'schedule', 'retention', 'drill', 'margin_minutes', 'streaming']);
   let repositories: string[] | undefined;
   if (raw['repositories'] !== undefined) {
     repositories = v.array(raw['repositories'], `${key}.repositories`).map((item, index) => {
@@ -212,10 +240,11 @@ function parseClusterSettings(v: Validator, value: Json | undefined, key: string
     retention: raw['retention'] === undefined ? {} : parseRetention(v, raw['retention'], `${key}.retention`),
     drill: raw['drill'] === undefined ? {} : parseDrill(v, raw['drill'], `${key}.drill`),
     marginMinutes: raw['margin_minutes'] === undefined ? undefined : v.integer(raw['margin_minutes'], `${key}.margin_minutes`, 0, 10_080),
+    streaming: raw['streaming'] === undefined ? {} : parseStreaming(v, raw['streaming'], `${key}.streaming`),
   };
 }
 
-const emptySettings: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined };
+const emptySettings: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined, streaming: {} };
 
 /**
  * Validates the `backups` section (undefined: no backups configured). `clusterNames` are the
@@ -295,6 +324,11 @@ export function resolveBackupPlan(config: { readonly backups: BackupsConfig | un
       targetDir: pick((settings) => settings.drill.targetDir, drillDefaults.targetDir),
     },
     marginMinutes: pick((settings) => settings.marginMinutes, defaultMarginMinutes),
+    streaming: {
+      enabled: pick((settings) => settings.streaming.enabled, false),
+      spoolDir: pick<string | undefined>((settings) => settings.streaming.spoolDir, undefined),
+      slot: pick<string | undefined>((settings) => settings.streaming.slot, undefined),
+    },
   };
 }
 

@@ -105,7 +105,7 @@ select i.pid, i.waiting, i.blocked_by,
        left(a.query, 1024) as query,
        extract(epoch from now() - a.xact_start)::float8 as xact_seconds,
        extract(epoch from now() - a.state_change)::float8 as state_seconds,
-       case when i.waiting then extract(epoch from now() - coalesce(l.waitstart, a.state_change))::float8 end as wait_seconds,
+       case when i.waiting then greatest(0, extract(epoch from clock_timestamp() - coalesce(l.waitstart, a.state_change)))::float8 end as wait_seconds,
        l.mode, l.locktype as lock_type, l.relation::int8 as relation_id,
        case when c.oid is not null then format('%I.%I', n.nspname, c.relname) end as relation
   from involved i

@@ -25,12 +25,13 @@ import { readCatalog } from '../backup/catalog.js';
 import { previousRun } from '../backup/cron.js';
 import { loadKeyring } from '../backup/keys.js';
 import { openRepository } from '../backup/repository/index.js';
+import { WalReceiver } from '../backup/wal/receive.js';
 import { recoveryWindow, windowProblems } from '../backup/window.js';
 import { backupFindings, type BackupStatus } from '../checks/backups.js';
 import { clusterWideNode } from '../checks/primary.js';
 import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
 import { redact } from '../config/redact.js';
-import type { Config } from '../config/types.js';
+import type { ClusterConfig, Config } from '../config/types.js';
 import { messageOf } from '../errors.js';
 
 export type JobKind = 'full' | 'logical' | 'drill' | 'expire';
@@ -111,6 +112,9 @@ export function jobDue(expression: string | null, timeZone: string, lastStart: D
 
 export class BackupJobs {
   private readonly clusters = new Map<string, ClusterJobs>();
+  /** pg_receivewal streaming of the clusters that enable it, and the repositories it pushes to. */
+  private readonly receivers = new Map<string, { receiver: WalReceiver; close: () => void }>();
+  private readonly streamingTried = new Set<string>();
   private state: JobState = {};
   private readonly since: Date;
   private readonly now: () => Date;
@@ -148,6 +152,11 @@ export class BackupJobs {
         jobs.reading = this.evaluate(plan, now).finally(() => {
           jobs.reading = undefined;
         });
+      }
+      if (plan.streaming.enabled && !this.streamingTried.has(cluster.name)) {
+        // Tried once per run: a cluster whose streaming cannot start says so once, not at every tick.
+        this.streamingTried.add(cluster.name);
+        this.startReceiver(cluster, plan);
       }
       if (jobs.running !== undefined) continue;
       const next = jobs.queue.shift() ?? this.dueKind(plan, jobs, now);
@@ -290,11 +299,40 @@ export class BackupJobs {
     this.options.onEvaluation({ cluster: plan.cluster, node: clusterWideNode, checks: ['backups'], findings: backupFindings(plan, status, now) });
   }
 
+  /** Streams the cluster's WAL from its first node with pg_receivewal into every repository (docs/wal-streaming.md). */
+  private startReceiver(cluster: ClusterConfig, plan: BackupPlan): void {
+    const node = cluster.nodes[0];
+    if (node === undefined) return;
+    const env = this.options.env ?? process.env;
+    try {
+      const repositories = plan.repositories.map((repository) => openRepository(repository.spec, env, repository.name));
+      const receiver = new WalReceiver({
+        connection: node.connection,
+        cluster: cluster.name,
+        slot: plan.streaming.slot,
+        spoolDir: plan.streaming.spoolDir ?? join(this.options.stateDir, 'wal-spool', cluster.name),
+        repositories,
+        keyring: plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, env),
+        log: (line) => this.options.log(`${cluster.name}: wal streaming: ${redact(line)}`),
+        onEvent: (event) => this.options.emit({ ...event, type: 'wal_receiver', event: event.type, cluster: cluster.name }),
+      });
+      this.receivers.set(cluster.name, { receiver, close: () => repositories.forEach((repository) => repository.close()) });
+      void receiver.start().catch((error: unknown) => this.options.log(`${cluster.name}: wal streaming: ${redact(messageOf(error))}`));
+    } catch (error) {
+      this.options.log(`${cluster.name}: wal streaming cannot start: ${redact(messageOf(error))}`);
+    }
+  }
+
   /** Stops: running jobs get SIGTERM (each CLI leaves its repository consistent) and are awaited. */
   async stop(): Promise<void> {
     this.stopped = true;
     const running = [...this.clusters.values()].flatMap((jobs) => (jobs.running === undefined ? [] : [jobs.running]));
     for (const job of running) job.child?.kill('SIGTERM');
+    await Promise.all([...this.receivers.values()].map(async ({ receiver, close }) => {
+      await receiver.stop().catch(() => undefined);
+      close();
+    }));
+    this.receivers.clear();
     await Promise.all(running.map((job) => job.done));
     await Promise.all([...this.clusters.values()].flatMap((jobs) => (jobs.reading === undefined ? [] : [jobs.reading])));
   }

@@ -45,7 +45,7 @@ async function putBackup(repo: LocalRepository, manifest: BackupManifest, verifi
   await repo.put(`backups/${manifest.id}/manifest.json`, Buffer.from(JSON.stringify(full, null, 2)));
 }
 
-const defaults: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined };
+const defaults: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined, streaming: {} };
 
 function configWith(repositories: Record<string, string>, clusters: Record<string, readonly string[] | undefined> = { '*': undefined }): { backups: BackupsConfig } {
   return {

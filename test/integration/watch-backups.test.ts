@@ -16,6 +16,7 @@ const scratch = new PostgresScratch('watch-backups');
 let primary: TestCluster;
 let repo: string;
 let emptyRepo: string;
+let streamRepo: string;
 let stateDir: string;
 let watch: WatchProcess;
 
@@ -26,6 +27,7 @@ function jobEvents(cluster: string): Record<string, unknown>[] {
 beforeAll(async () => {
   repo = await scratch.dir('repo');
   emptyRepo = await scratch.dir('empty');
+  streamRepo = await scratch.dir('streamed');
   stateDir = await scratch.dir('state');
   const etc = await scratch.dir('etc');
   const configFile = join(etc, 'pgwarden.json');
@@ -35,14 +37,17 @@ beforeAll(async () => {
     clusters: [
       { name: 'prod', nodes: [{ name: 'db1', dsn }] },
       { name: 'noarchive', nodes: [{ name: 'db1', dsn }] },
+      { name: 'stream', nodes: [{ name: 'db1', dsn }] },
     ],
     alerting: { state_dir: stateDir, timing: { group_wait_s: 0, group_interval_s: 1, failing_evaluations: 2 } },
     backups: {
-      repositories: [{ name: 'local', type: 'local', path: repo }, { name: 'empty', type: 'local', path: emptyRepo }],
+      repositories: [{ name: 'local', type: 'local', path: repo }, { name: 'empty', type: 'local', path: emptyRepo }, { name: 'streamed', type: 'local', path: streamRepo }],
       clusters: {
         // Scheduled far away: only the "no restorable backup yet" rule starts a job in this test.
         '*': { schedule: { full: '0 3 1 1 *', logical: null, drill: null } },
         prod: { repositories: ['local'] },
+        // Streaming into a repository of its own: see docs/wal-streaming.md on sharing one with archive_command.
+        stream: { repositories: ['streamed'], schedule: { full: null }, streaming: { enabled: true } },
         noarchive: { repositories: ['empty'] },
       },
     },
@@ -85,6 +90,22 @@ describe('backups under --watch', () => {
     expect(records['prod']?.['full']?.ok).toBe(true);
     expect(records['prod']?.['expire']?.ok).toBe(true);
   }, 120_000);
+
+  it('streams WAL with pg_receivewal through a replication slot into the repository', async () => {
+    await waitFor('pg_receivewal to start', async () => parseEvents(watch.stdout).find((event) => event['type'] === 'wal_receiver' && event['cluster'] === 'stream' && event['event'] === 'started'));
+    const slot = await waitFor('the slot to be active', async () => {
+      const rows = await primary.sql("select slot_name, active from pg_replication_slots where slot_name = 'pgwarden_stream'");
+      return rows[0]?.['active'] === true ? rows[0] : undefined;
+    });
+    expect(slot['slot_name']).toBe('pgwarden_stream');
+    await primary.sql('insert into t values (1)');
+    const current = (await primary.psql('select pg_walfile_name(pg_current_wal_lsn())')).trim();
+    await primary.sql('select pg_switch_wal()');
+    const pushed = await waitFor('the streamed segment to be pushed', async () =>
+      parseEvents(watch.stdout).find((event) => event['type'] === 'wal_receiver' && event['event'] === 'pushed' && event['name'] === current));
+    expect(pushed['cluster']).toBe('stream');
+    expect((await readdir(join(streamRepo, 'wal', '00000001'))).some((name) => name.startsWith(current))).toBe(true);
+  }, 60_000);
 
   it('a job that fails is a critical alert with its reason, and a repository without backups is one too', async () => {
     const failed = await waitFor('the failed job of noarchive', async () => jobEvents('noarchive').find((event) => event['job'] === 'full' && event['state'] === 'failed'), { timeoutMs: 90_000 });

@@ -6,7 +6,6 @@ import type { Probe, ProbeResult, Stamped } from '../../src/probes/types.js';
 import { PgBouncerAdmin } from '../../src/db/pgbouncer.js';
 
 const nodes: PgNode[] = [];
-const sharedNodes = new Map<string, PgNode>();
 const bouncers = new Map<string, PgBouncerAdmin>();
 
 /** A PgNode for a DSN, closed by closeNodes(). */
@@ -16,34 +15,29 @@ export function nodeFor(dsn: string): PgNode {
   return node;
 }
 
-/**
- * The node probeResult uses for a DSN when it is given none: one per DSN, so that a test polling
- * a probe in waitFor holds one connection however long it waits (a node per poll used to exhaust
- * max_connections on a slow machine).
- */
-function sharedNodeFor(dsn: string): PgNode {
-  let node = sharedNodes.get(dsn);
-  if (node === undefined) {
-    node = nodeFor(dsn);
-    sharedNodes.set(dsn, node);
-  }
-  return node;
-}
-
 /** Runs the probe once and returns its result (whatever its status). */
 export async function probeResult<S>(
   probe: Probe<S>,
   dsn: string,
   options: { previous?: Stamped<S>; pgbouncerDsn?: string; node?: PgNode } = {},
 ): Promise<ProbeResult<S>> {
-  const node = options.node ?? sharedNodeFor(dsn);
+  // A node of its own unless given one, closed once the probe ran: a test polling a probe in
+  // waitFor then holds no connection between polls (a node left open per poll once exhausted
+  // max_connections on a slow machine), and each poll sees the statistics afresh.
+  const own = options.node === undefined ? new PgNode(resolveConnection(dsn, 'test'), { statementTimeoutMs: 10_000, lockTimeoutMs: 1000 }) : undefined;
+  const node = options.node ?? own;
+  if (node === undefined) throw new Error('no node');
   let pgbouncer: PgBouncerAdmin | undefined;
   if (options.pgbouncerDsn !== undefined) {
     // One admin connection per DSN: polling tests would otherwise pile up console connections.
     pgbouncer = bouncers.get(options.pgbouncerDsn) ?? new PgBouncerAdmin(resolveConnection(options.pgbouncerDsn, 'test'));
     bouncers.set(options.pgbouncerDsn, pgbouncer);
   }
-  return runProbe(probe, { server: node, pgbouncer }, { timeoutMs: 10_000, previous: options.previous });
+  try {
+    return await runProbe(probe, { server: node, pgbouncer }, { timeoutMs: 10_000, previous: options.previous });
+  } finally {
+    await own?.close();
+  }
 }
 
 /** Runs the probe once and returns its snapshot, failing the test with the reason otherwise. */
@@ -56,6 +50,5 @@ export async function probeOnce<S>(probe: Probe<S>, dsn: string, options: { prev
 export async function closeNodes(): Promise<void> {
   const admins = [...bouncers.values()];
   bouncers.clear();
-  sharedNodes.clear();
   await Promise.all([...nodes.splice(0).map((node) => node.close()), ...admins.map((admin) => admin.close())]);
 }

@@ -36,7 +36,7 @@ const monitor: Monitor = {
 const backups: BackupsConfig = {
   repositories: [{ name: 'local', spec: { type: 'local', path: '/var/lib/pgwarden/repo' } }],
   keys: [],
-  clusters: { '*': { repositories: undefined, compression: 'gzip', schedule: {}, retention: {}, drill: {}, marginMinutes: undefined } },
+  clusters: { '*': { repositories: undefined, compression: 'gzip', schedule: {}, retention: {}, drill: {}, marginMinutes: undefined, streaming: {} } },
 };
 
 const emptyRepository: BackupsView = { kind: 'configured', cluster: 'main', encrypted: false, keyProblem: null, reading: false, repositories: [{ name: 'local', description: 'local /var/lib/pgwarden/repo', status: 'loading' }] };

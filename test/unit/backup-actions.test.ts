@@ -15,7 +15,7 @@ import { resolveBackupPlan, type BackupsConfig, type ClusterBackupSettings } fro
 import type { ConnectionSpec } from '../../src/config/types.js';
 import { waitFor } from '../support/cluster.js';
 
-const defaults: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined };
+const defaults: ClusterBackupSettings = { repositories: undefined, compression: undefined, schedule: {}, retention: {}, drill: {}, marginMinutes: undefined, streaming: {} };
 const backups: BackupsConfig = {
   repositories: [
     { name: 'local', spec: { type: 'local', path: '/var/lib/pgwarden/repo' } },

@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { describeBackupPlan, fullBackupOverdueAt, resolveBackupPlan } from '../../src/config/backups.js';
+import { describeBackupPlan, fullBackupOverdueAt, parseBackups, resolveBackupPlan } from '../../src/config/backups.js';
 import type { Json } from '../../src/config/load.js';
-import { parseConfig } from '../../src/config/load.js';
+import { parseConfig, Validator } from '../../src/config/load.js';
 import { UserError } from '../../src/errors.js';
 
 const probes = ['server', 'activity'];
@@ -58,8 +58,23 @@ describe('backups defaults', () => {
       retention: { days: 14, minCount: 1, maxCount: null },
       drill: { tables: [], targetDir: join(tmpdir(), 'pgwarden-drill') },
       marginMinutes: 60,
+      streaming: { enabled: false, spoolDir: undefined, slot: undefined },
     });
     expect(describeBackupPlan(plan!).join('\n')).toContain('encryption: OFF');
+  });
+
+  it('streaming: off by default; enabled per cluster with its spool and slot, validated', () => {
+    const v = new Validator('/etc/pgwarden.json');
+    const backups = parseBackups(v, {
+      repositories: [{ name: 'local', type: 'local', path: '/var/lib/pgwarden/repo' }],
+      clusters: { '*': {}, prod: { streaming: { enabled: true, spool_dir: '/var/lib/pgwarden/spool', slot: 'pgwarden_prod' } } },
+    }, ['prod', 'qa']);
+    expect(resolveBackupPlan({ backups }, 'prod')?.streaming).toEqual({ enabled: true, spoolDir: '/var/lib/pgwarden/spool', slot: 'pgwarden_prod' });
+    expect(resolveBackupPlan({ backups }, 'qa')?.streaming.enabled).toBe(false);
+    expect(() => parseBackups(new Validator('/etc/pgwarden.json'), {
+      repositories: [{ name: 'local', type: 'local', path: '/r' }],
+      clusters: { prod: { streaming: { enabled: true, slot: 'Prod-Slot' } } },
+    }, ['prod'])).toThrow(/backups\.clusters\.prod\.streaming\.slot: "Prod-Slot" is not a valid replication slot name/);
   });
 
   it('layers the cluster entry over "*" over the defaults, field by field', () => {
