@@ -20,18 +20,17 @@
  */
 import { parseArgs } from 'node:util';
 import { redact } from '../config/redact.js';
-import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
-import { loadConfig } from '../config/load.js';
-import { UserError, isUserError, messageOf } from '../errors.js';
+import type { BackupPlan } from '../config/backups.js';
+import { isUserError, messageOf } from '../errors.js';
 import { loadKeyring } from '../backup/keys.js';
 import { openRepository, type OpenRepository } from '../backup/repository/index.js';
 import { LocalRepository } from '../backup/repository/local.js';
-import { probeIds } from '../probes/index.js';
 import type { Keyring, Repository } from '../backup/types.js';
 import { compressions, type Compression } from '../backup/wal/compress.js';
 import { fetchWal, type WalFetchResult } from '../backup/wal/fetch.js';
 import { pushWal, type WalPushResult } from '../backup/wal/push.js';
 import { keySourcesOf, UsageError } from './key-options.js';
+import { backupPlanOf } from './repository-choice.js';
 import type { CommandOutput } from './show.js';
 
 /** The exit statuses of `wal push` and `wal fetch` (see the file comment). */
@@ -86,27 +85,6 @@ interface WalArgs {
   readonly compression: Compression | 'auto';
 }
 
-/** The backup plan of the cluster named by --cluster, or of the only configured cluster. */
-function planFromConfig(file: string, clusterName: string | undefined, env: Readonly<Record<string, string | undefined>>): BackupPlan {
-  const config = loadConfig({ configFile: file, dsn: undefined, knownProbes: probeIds, env });
-  const names = config.clusters.map((cluster) => cluster.name);
-  let name = clusterName;
-  if (name === undefined) {
-    if (names.length !== 1) throw new UsageError(`${file} has ${names.length} clusters: pass --cluster NAME (one of ${names.join(', ')})`);
-    name = names[0] ?? '';
-  } else if (!names.includes(name)) {
-    throw new UserError(`${file}: no cluster named "${name}"`, `pass --cluster with one of ${names.join(', ')}`);
-  }
-  const plan = resolveBackupPlan(config, name);
-  if (plan === undefined) {
-    throw new UserError(
-      `${file}: backups: no backup settings cover cluster "${name}"`,
-      config.backups === undefined ? 'add a backups section with its repositories (docs/configuration.md)' : `add backups.clusters.${name} or backups.clusters["*"]`,
-    );
-  }
-  return plan;
-}
-
 /** The WAL compression for a configured one: archived WAL is always compressed, zstd when the program is installed. */
 function walCompression(plan: BackupPlan): Compression | 'auto' {
   return plan.compression === 'gzip' ? 'gzip' : 'auto';
@@ -142,7 +120,7 @@ function parse(args: readonly string[], env: Readonly<Record<string, string | un
   const sources = keySourcesOf(parsed.tokens);
   if (config !== undefined) {
     if (sources.length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
-    const plan = planFromConfig(config, cluster, env);
+    const { plan } = backupPlanOf(config, cluster, env);
     // --repo NAME: that repository only (a restore from the off-site copy when the local one is lost).
     const chosen = repo === undefined ? plan.repositories : plan.repositories.filter((repository) => repository.name === repo);
     if (chosen.length === 0) throw new UsageError(`cluster "${plan.cluster}" has no repository named "${repo ?? ''}" (its repositories: ${plan.repositories.map((r) => r.name).join(', ')})`);
