@@ -15,7 +15,8 @@ import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/clien
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
 import { ObjectExistsError, ObjectNotFoundError, type Repository, type StoredObject } from '../../src/backup/types.js';
-import { ChecksumMismatchError, InvalidKeyError, LocalRepository, S3Repository, openRepository, s3CredentialsFromEnv } from '../../src/backup/repository/index.js';
+import { ChecksumMismatchError, InvalidKeyError, LocalRepository, openRepository, s3CredentialsFromEnv } from '../../src/backup/repository/index.js';
+import { S3Repository } from '../../src/backup/repository/s3.js';
 import { ConditionalProxy, S3Server } from '../support/s3.js';
 import { onProcessEnd } from '../support/exit-cleanup.js';
 

@@ -2,15 +2,17 @@
  * Opening a backup repository from its validated settings: a local directory or S3-compatible
  * object storage. Credentials for S3 are read here, from the environment only.
  */
-import type { Repository } from '../types.js';
+import type { Readable } from 'node:stream';
+import type { PutOptions, Repository, StoredObject } from '../types.js';
 import type { RepositorySpec } from './config.js';
 import { LocalRepository } from './local.js';
-import { S3Repository, defaultCredentialNames, s3CredentialsFromEnv } from './s3.js';
+import type { S3Repository } from './s3.js';
+import { defaultCredentialNames, s3CredentialsFromEnv, s3Description, type S3RepositoryOptions } from './s3-settings.js';
 
 export type { LocalRepositorySpec, RepositoryConfig, RepositorySpec, S3RepositorySpec } from './config.js';
 export { parseRepositories } from './config.js';
 export { LocalRepository } from './local.js';
-export { S3Repository, multipartThreshold, s3CredentialsFromEnv, type S3Credentials, type S3CredentialNames, type S3RepositoryOptions } from './s3.js';
+export { s3CredentialsFromEnv, type S3Credentials, type S3CredentialNames, type S3RepositoryOptions } from './s3-settings.js';
 export { ChecksumMismatchError } from './checksum.js';
 export { InvalidKeyError, checkKey, checkPrefix } from './keys.js';
 
@@ -28,7 +30,7 @@ export interface OpenRepository extends Repository {
 export function openRepository(spec: RepositorySpec, env: Readonly<Record<string, string | undefined>> = process.env, name?: string): OpenRepository {
   if (spec.type === 'local') return new LocalRepository(spec.path);
   const label = name === undefined ? `the S3 repository s3://${spec.bucket}` : `repository "${name}"`;
-  return new S3Repository({
+  return new LazyS3Repository({
     endpoint: spec.endpoint,
     region: spec.region,
     bucket: spec.bucket,
@@ -37,4 +39,46 @@ export function openRepository(spec: RepositorySpec, env: Readonly<Record<string
     conditionalWrites: spec.conditionalWrites,
     credentials: s3CredentialsFromEnv(spec.credentialsEnv ?? defaultCredentialNames, env, label),
   });
+}
+
+/**
+ * An S3 repository whose SDK is loaded at its first operation (about 0.7 s of start-up that a
+ * `wal fetch` from a local repository, run once per WAL file during recovery, must not pay).
+ */
+class LazyS3Repository implements OpenRepository {
+  readonly description: string;
+  private loaded: Promise<S3Repository> | undefined;
+
+  constructor(private readonly options: S3RepositoryOptions) {
+    this.description = s3Description(options);
+  }
+
+  private repository(): Promise<S3Repository> {
+    this.loaded ??= import('./s3.js').then(({ S3Repository: Implementation }) => new Implementation(this.options));
+    return this.loaded;
+  }
+
+  async put(key: string, body: Readable | Buffer, options?: PutOptions): Promise<StoredObject> {
+    return (await this.repository()).put(key, body, options);
+  }
+
+  async get(key: string, expectedSha256?: string): Promise<Readable> {
+    return (await this.repository()).get(key, expectedSha256);
+  }
+
+  async head(key: string): Promise<StoredObject | undefined> {
+    return (await this.repository()).head(key);
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    yield* (await this.repository()).list(prefix);
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    return (await this.repository()).delete(keys);
+  }
+
+  close(): void {
+    void this.loaded?.then((repository) => repository.close(), () => undefined);
+  }
 }

@@ -39,6 +39,7 @@ import { UserError } from '../../errors.js';
 import { ObjectExistsError, ObjectNotFoundError, type PutOptions, type Repository, type StoredObject } from '../types.js';
 import { RunningDigest, VerifyingStream, isSha256, sha256Of } from './checksum.js';
 import { checkKey, checkPrefix, normalizeS3Prefix } from './keys.js';
+import { s3Description, s3EndpointName, type S3RepositoryOptions } from './s3-settings.js';
 
 /** Bodies above this size go up in parts of this size. */
 export const multipartThreshold = 8 * 1024 * 1024;
@@ -50,74 +51,9 @@ export const stagingFolder = '.pgwarden-staging';
 /** HEADs (or DELETEs) in flight while list() fetches checksums (or delete() deletes). */
 const headConcurrency = 8;
 
-/** The access key for the store; `source` names where it came from, for messages. */
-export interface S3Credentials {
-  readonly accessKeyId: string;
-  readonly secretAccessKey: string;
-  readonly sessionToken: string | undefined;
-  /** E.g. "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY": names, never values. */
-  readonly source: string;
-}
+export { defaultCredentialNames, s3CredentialsFromEnv, type S3CredentialNames, type S3Credentials } from './s3-settings.js';
 
-/** The environment variables that hold the credentials (the defaults are AWS_*). */
-export interface S3CredentialNames {
-  readonly accessKeyIdEnv: string;
-  readonly secretAccessKeyEnv: string;
-  readonly sessionTokenEnv: string | undefined;
-}
-
-export const defaultCredentialNames: S3CredentialNames = {
-  accessKeyIdEnv: 'AWS_ACCESS_KEY_ID',
-  secretAccessKeyEnv: 'AWS_SECRET_ACCESS_KEY',
-  sessionTokenEnv: 'AWS_SESSION_TOKEN',
-};
-
-/**
- * Reads the credentials from the environment variables named (the AWS_* ones by default). Throws a
- * UserError naming the missing variables, never their values.
- */
-export function s3CredentialsFromEnv(
-  names: S3CredentialNames = defaultCredentialNames,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  repository = 'the S3 repository',
-): S3Credentials {
-  const value = (name: string): string | undefined => {
-    const text = env[name];
-    return text === undefined || text === '' ? undefined : text;
-  };
-  const accessKeyId = value(names.accessKeyIdEnv);
-  const secretAccessKey = value(names.secretAccessKeyEnv);
-  const source = `${names.accessKeyIdEnv} and ${names.secretAccessKeyEnv}`;
-  const missing = [accessKeyId === undefined ? names.accessKeyIdEnv : undefined, secretAccessKey === undefined ? names.secretAccessKeyEnv : undefined]
-    .filter((name): name is string => name !== undefined);
-  if (accessKeyId === undefined || secretAccessKey === undefined) {
-    const isDefault = names.accessKeyIdEnv === defaultCredentialNames.accessKeyIdEnv && names.secretAccessKeyEnv === defaultCredentialNames.secretAccessKeyEnv;
-    throw new UserError(
-      `${repository}: no S3 credentials: ${missing.join(' and ')} ${missing.length === 1 ? 'is' : 'are'} not set in the environment`,
-      isDefault
-        ? 'export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials) for the pgwarden process, or name other variables with access_key_id_env and secret_access_key_env'
-        : `export ${source} for the pgwarden process (the config file names the variables; it never holds the keys)`,
-    );
-  }
-  const sessionToken = names.sessionTokenEnv === undefined ? undefined : value(names.sessionTokenEnv);
-  return { accessKeyId, secretAccessKey, sessionToken, source: sessionToken === undefined ? source : `${source} (with ${names.sessionTokenEnv ?? ''})` };
-}
-
-export interface S3RepositoryOptions {
-  /** E.g. "https://s3.eu-central-003.backblazeb2.com" or "http://127.0.0.1:9000"; undefined: AWS. */
-  readonly endpoint?: string | undefined;
-  readonly region: string;
-  readonly bucket: string;
-  /** Key prefix inside the bucket, without leading or trailing '/' ('' for the bucket's root). */
-  readonly prefix?: string | undefined;
-  /** Path-style URLs (http://host/bucket/key), which most S3-compatible servers need. */
-  readonly forcePathStyle?: boolean | undefined;
-  /** Send If-None-Match: * on the final write (default true); false for stores that reject it. */
-  readonly conditionalWrites?: boolean | undefined;
-  readonly credentials: S3Credentials;
-  /** Keys per ListObjectsV2 page, 1–1000 (default 1000); tests use small pages. */
-  readonly listPageSize?: number | undefined;
-}
+export type { S3RepositoryOptions } from './s3-settings.js';
 
 
 interface Facts {
@@ -188,9 +124,8 @@ export class S3Repository implements Repository {
     this.credentialSource = options.credentials.source;
     this.listPageSize = options.listPageSize ?? 1000;
     if (!Number.isInteger(this.listPageSize) || this.listPageSize < 1 || this.listPageSize > 1000) throw new RangeError('listPageSize must be a whole number from 1 to 1000');
-    // The host only: an endpoint URL could carry a user and password.
-    this.endpointName = options.endpoint === undefined ? `AWS S3 (${options.region})` : new URL(options.endpoint).host;
-    this.description = `s3 s3://${this.bucket}${this.prefix === '' ? '' : `/${this.prefix}`}${options.endpoint === undefined ? '' : ` at ${this.endpointName}`}`;
+    this.endpointName = s3EndpointName(options);
+    this.description = s3Description(options);
     const { accessKeyId, secretAccessKey, sessionToken } = options.credentials;
     this.client = new S3Client({
       region: options.region,
