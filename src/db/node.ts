@@ -65,6 +65,15 @@ export class PgNode implements Queryable {
     this.pool.on('error', (error) => {
       this.markDown(toDbError(this.label, error, this.secrets));
     });
+    // The pool listens to a client's errors only while it is idle in the pool. The server can end
+    // a connection while it is checked out with no query in flight, or just after a failed query
+    // released it for removal (a fast shutdown): the client then emits 'error' with nobody to hear
+    // it, which would crash the console. The query in flight, if any, still fails on its own.
+    this.pool.on('connect', (client) => {
+      client.on('error', (error) => {
+        this.markDown(toDbError(this.label, error, this.secrets));
+      });
+    });
   }
 
   /** up after a successful query, down after a failed connection, unknown before the first. */
