@@ -68,11 +68,11 @@ export class PgNode implements Queryable {
     // The pool listens to a client's errors only while it is idle in the pool. The server can end
     // a connection while it is checked out with no query in flight, or just after a failed query
     // released it for removal (a fast shutdown): the client then emits 'error' with nobody to hear
-    // it, which would crash the console. The query in flight, if any, still fails on its own.
+    // it, which would crash the console. Nothing to do here: the query in flight, if any, fails on
+    // its own, the pool drops the client, and the next query reports the server's state (marking
+    // the node down here as well would count one outage several times and lengthen the back-off).
     this.pool.on('connect', (client) => {
-      client.on('error', (error) => {
-        this.markDown(toDbError(this.label, error, this.secrets));
-      });
+      client.on('error', () => undefined);
     });
   }
 
