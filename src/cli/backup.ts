@@ -20,7 +20,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { redact } from '../config/redact.js';
-import { isUserError, messageOf } from '../errors.js';
+import { messageOf } from '../errors.js';
 import { takeBackup, DEFAULT_ARCHIVE_TIMEOUT_MS, DEFAULT_PART_BYTES, type BackupCompression, type BackupOptions } from '../backup/basebackup.js';
 import { readCatalog } from '../backup/catalog.js';
 import { copyBackup } from '../backup/copy.js';
@@ -34,6 +34,7 @@ import type { Config } from '../config/types.js';
 import { probeIds } from '../probes/index.js';
 import { keySourcesOf, UsageError } from './key-options.js';
 import { backupPlanOf, chooseRepository, repositoryOptions, repositoryUsage } from './repository-choice.js';
+import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
 const backupUsage = 'pgwarden backup (--dsn URI --repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster C] [--node N] [--repo NAME]) [--fast] [--compression zstd|gzip|none] [--part-size MIB] [--archive-timeout SECONDS]';
@@ -47,14 +48,7 @@ export interface BackupCommandOptions {
   readonly env?: Env;
 }
 
-function failure(text: string, exitCode: number): CommandOutput {
-  return { stdout: '', stderr: `${redact(text)}\n`, exitCode };
-}
 
-function describe(error: unknown): string {
-  if (isUserError(error)) return error.hint === undefined ? error.message : `${error.message}\n  hint: ${error.hint}`;
-  return messageOf(error);
-}
 
 function parse(args: readonly string[], options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>): ReturnType<typeof parseArgs> {
   try {

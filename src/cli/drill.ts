@@ -20,10 +20,11 @@ import { defaultDrill } from '../config/backups.js';
 import { resolveConnection } from '../config/conninfo.js';
 import { redact } from '../config/redact.js';
 import type { Config, ConnectionSpec } from '../config/types.js';
-import { isUserError, messageOf } from '../errors.js';
+import { messageOf } from '../errors.js';
 import { sqlTargetOf } from '../health/custom-sql.js';
 import { UsageError } from './key-options.js';
 import { chooseRepository, repositoryOptions, repositoryUsage } from './repository-choice.js';
+import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
 const usage = `pgwarden drill ${repositoryUsage} [--dsn DSN] [--table SCHEMA.TABLE]... [--target-dir DIR] [--keep] [--heapallindexed] [--json]`;
@@ -35,14 +36,7 @@ export interface DrillCommandOptions {
   readonly env?: Env;
 }
 
-function failure(text: string, exitCode: number): CommandOutput {
-  return { stdout: '', stderr: `${redact(text)}\n`, exitCode };
-}
 
-function describe(error: unknown): string {
-  if (isUserError(error)) return error.hint === undefined ? error.message : `${error.message}\n  hint: ${error.hint}`;
-  return messageOf(error);
-}
 
 /** The custom SQL checks of `cluster` (health.sql entries for it, or for the first cluster when they name none). */
 function sqlChecksOf(config: Config, cluster: string): DrillSqlCheck[] {

@@ -30,6 +30,7 @@ import {
 import { probeIds } from '../probes/index.js';
 import { UsageError } from './key-options.js';
 import { chooseRepository, repositoryOptions, repositoryUsage, type RepositoryChoice } from './repository-choice.js';
+import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -48,14 +49,7 @@ const usages: Readonly<Record<string, string>> = {
 };
 const allUsages = Object.values(usages).join('\n         ');
 
-function failure(text: string, exitCode: number): CommandOutput {
-  return { stdout: '', stderr: `${redact(text)}\n`, exitCode };
-}
 
-function describe(error: unknown): string {
-  if (isUserError(error)) return error.hint === undefined ? error.message : `${error.message}\n  hint: ${error.hint}`;
-  return messageOf(error);
-}
 
 const serverOptions = { dsn: { type: 'string' }, node: { type: 'string' } } as const;
 

@@ -14,11 +14,11 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { redact } from '../config/redact.js';
-import { isUserError, messageOf } from '../errors.js';
+import { messageOf } from '../errors.js';
 import { parseRestoreTarget, restore, DamagedPartError, RecoveryFailedError, RestoreRefusedError, type RestoreOptions } from '../backup/restore.js';
 import { UsageError } from './key-options.js';
 import { chooseRepository, repositoryOptions } from './repository-choice.js';
+import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
 const usage = 'pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME]) --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]';
@@ -32,14 +32,7 @@ export interface RestoreCommandOptions {
   readonly pgwarden?: readonly string[];
 }
 
-function failure(text: string, exitCode: number): CommandOutput {
-  return { stdout: '', stderr: `${redact(text)}\n`, exitCode };
-}
 
-function describe(error: unknown): string {
-  if (isUserError(error)) return error.hint === undefined ? error.message : `${error.message}\n  hint: ${error.hint}`;
-  return messageOf(error);
-}
 
 /** Runs `pgwarden restore …` (the arguments after "restore"). */
 export async function restoreCommand(args: readonly string[], options: RestoreCommandOptions = {}): Promise<CommandOutput> {
