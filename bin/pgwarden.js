@@ -14,4 +14,5 @@ if (process.argv[2] === 'wal' && process.argv.includes('fetch')) {
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
 }
-await import('../dist/cli.js');
+// archive_command and restore_command run once per WAL file: load the WAL command alone (src/wal-main.ts).
+await import(process.argv[2] === 'wal' ? '../dist/wal-main.js' : '../dist/cli.js');

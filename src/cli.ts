@@ -71,15 +71,7 @@ const help = `
 `;
 
 async function main(): Promise<CommandOutput> {
-  // PostgreSQL runs these as archive_command/restore_command: own parser and exit codes (never meow's
-  // 2 nor 70 below, which restore_command would take for "not in the archive": a fetch that fails is 126).
-  if (process.argv[2] === 'wal') {
-    const args = process.argv.slice(3);
-    return import('./cli/wal.js').then(
-      ({ walCommand }) => walCommand(args),
-      (error: unknown) => ({ stdout: '', stderr: `pgwarden: wal: cannot load the wal command: ${messageOf(error)}\n`, exitCode: args.includes('fetch') ? 126 : 1 }),
-    );
-  }
+  // `pgwarden wal …` (archive_command/restore_command) never gets here: bin/pgwarden.js runs src/wal-main.ts.
   if (process.argv[2] === 'backups') {
     const { backupsCommand } = await import('./cli/backups.js');
     return backupsCommand(process.argv.slice(3));

@@ -367,7 +367,7 @@ export function stopPlanView(job: BackupJob, quit: boolean, now: Date): BackupJo
   const consequence = job.kind === 'backup'
     ? 'The backup stops; the parts it stored stay without a manifest (listed as incomplete, never counted as a backup).'
     : job.kind === 'drill'
-      ? 'The drill stops; its scratch server may be left running under the drill directory.'
+      ? 'The drill stops its scratch server, removes its directory and records itself as failed (interrupted).'
       : 'The verification stops; nothing is recorded.';
   return {
     id: `stop-${job.planId}`, kind: job.kind, title: quit ? `Quit: a ${job.kind} job is running` : `Stop the running ${job.kind} job?`,

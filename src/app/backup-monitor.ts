@@ -4,12 +4,16 @@
  * demand), computes each one's recovery window, and publishes a BackupsView for the Backups screen.
  * Reads run on timers and promises, never inside a render; each repository is read on its own, so
  * a slow or broken one does not hold the others back. Read-only: nothing is written anywhere.
+ * The view also carries the plan's streaming settings (enabled, slot), which the screen compares
+ * with what the server itself says of pg_receivewal (the replication probe), since the watcher
+ * that streams may run on another host.
  */
 import { readCatalog, type Catalog } from '../backup/catalog.js';
 import { readDrills, type DrillRecord } from '../backup/drill.js';
 import { loadKeyring } from '../backup/keys.js';
 import { openRepository, type OpenRepository, type RepositoryConfig } from '../backup/repository/index.js';
 import type { Keyring, VerificationRecord } from '../backup/types.js';
+import { defaultSlotName, RECEIVER_APPLICATION } from '../backup/wal/receive.js';
 import { recoveryWindow, type RecoveryWindow } from '../backup/window.js';
 import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
 import type { Config } from '../config/types.js';
@@ -70,6 +74,17 @@ export interface RepositoryData {
   readonly drills: readonly DrillRecord[];
 }
 
+/** The application_name of pgwarden's pg_receivewal, as pg_stat_replication shows it. */
+export { RECEIVER_APPLICATION };
+
+/** The streaming settings of the cluster's backup plan, as the screen needs them (docs/wal-streaming.md). */
+export interface StreamingPlan {
+  /** `pgwarden --watch` runs pg_receivewal for this cluster. */
+  readonly enabled: boolean;
+  /** The replication slot it streams on: the plan's, else pgwarden_<cluster>. */
+  readonly slot: string;
+}
+
 /** What the Backups screen shows. */
 export type BackupsView =
   | { readonly kind: 'unconfigured'; readonly cluster: string }
@@ -82,7 +97,19 @@ export type BackupsView =
     readonly repositories: readonly RepositoryState[];
     /** A read is in flight. */
     readonly reading: boolean;
+    /** Absent (views made by hand): streaming not enabled, on the default slot. */
+    readonly streaming?: StreamingPlan | undefined;
   };
+
+/** The streaming settings of a configured view. */
+export function streamingPlanOf(view: Extract<BackupsView, { kind: 'configured' }>): StreamingPlan {
+  return view.streaming ?? { enabled: false, slot: defaultSlotName(view.cluster) };
+}
+
+/** The streaming settings of a plan, with the slot the receiver would use. */
+export function streamingPlan(plan: BackupPlan): StreamingPlan {
+  return { enabled: plan.streaming.enabled, slot: plan.streaming.slot ?? defaultSlotName(plan.cluster) };
+}
 
 /** The backup monitor as the console shell uses it (the real one below; tests give their own). */
 export interface BackupDesk {
@@ -151,6 +178,8 @@ class ConsoleBackups implements BackupDesk {
   private readonly env: Readonly<Record<string, string | undefined>>;
   private readonly now: () => Date;
   private plan: BackupPlan | undefined;
+  /** The plan's streaming settings, made once per cluster so the view keeps one object. */
+  private streaming: StreamingPlan | undefined;
   private cluster: string;
   private keyring: Keyring | undefined;
   private keyProblem: string | null = null;
@@ -174,6 +203,7 @@ class ConsoleBackups implements BackupDesk {
   private setUp(cluster: string): void {
     this.cluster = cluster;
     this.plan = resolveBackupPlan(this.options.config, cluster);
+    this.streaming = this.plan === undefined ? undefined : streamingPlan(this.plan);
     this.keyring = undefined;
     this.keyProblem = null;
     if (this.plan !== undefined && this.plan.keys.length > 0) {
@@ -188,7 +218,10 @@ class ConsoleBackups implements BackupDesk {
 
   private makeView(): BackupsView {
     if (this.plan === undefined) return { kind: 'unconfigured', cluster: this.cluster };
-    return { kind: 'configured', cluster: this.cluster, encrypted: this.plan.encrypted, keyProblem: this.keyProblem, repositories: this.states, reading: this.reading !== undefined };
+    return {
+      kind: 'configured', cluster: this.cluster, encrypted: this.plan.encrypted, keyProblem: this.keyProblem, repositories: this.states,
+      reading: this.reading !== undefined, streaming: this.streaming,
+    };
   }
 
   private publish(): void {

@@ -1,17 +1,27 @@
 /**
  * Physical backups (issue 5 item 2, DESIGN §7 rule 7): pg_basebackup writes the data directory as
- * one tar stream to its stdout (`-D - -F tar -X none`); the stream is cut into parts of 64 MiB of
- * tar bytes, each compressed (zstd through the zstd program, level 3; or gzip; or none), encrypted
- * when a keyring is given, and stored as `backups/<id>/pgdata.tar.<NNNNNN>.<ext>[.enc]`. The WAL
- * comes from the archive (`pgwarden wal push`), not from the backup: the backup counts only once
- * every WAL file from its start to its stop is archived, every stored object has been read back
- * against its checksum, and then `manifest.json` is written last. Any failure deletes what was
- * stored and leaves no manifest. docs/backups.md says how to rebuild a data directory.
+ * one tar stream to its stdout (`-D - -F tar`), which pgwarden cuts into parts and stores as
+ * `backups/<id>/pgdata.tar.<NNNNNN>.<ext>[.enc]`, encrypted when a keyring is given. Two layouts
+ * (the manifest's `layout`; docs/backups.md says how to rebuild a data directory from each):
  *
- * From a primary, PostgreSQL itself waits (in pg_backup_stop) for the stop segment to be archived;
- * a watcher reads pg_stat_progress_basebackup and gives up after the archive timeout when the
- * archiver does not get there. From a standby, the primary archives: pgwarden polls the repository.
- * A standby that was promoted during the backup makes it void.
+ * - 'stream' (zstd from PostgreSQL 15 on, the default there): the server compresses the tar itself
+ *   (`--compress=server-zstd:level=3,workers=2`), so only the compressed bytes cross the network
+ *   and Node; the parts are consecutive 64 MiB slices of that one zstd stream. While it streams, a
+ *   `zstd -d` child decodes a copy to record the tar's size and SHA-256 (the manifest's `tar`).
+ * - 'parts' (gzip, none, zstd on older servers or with compressOn 'client'): each 64 MiB slice of
+ *   the tar is compressed here on its own (zstd through the zstd program, or gzip).
+ * Two parts are in flight at a time, so pg_basebackup never waits for a part to be flushed.
+ *
+ * The WAL: with a temporary replication slot held by pgwarden's session (so the server keeps it),
+ * `-X fetch` copies the WAL from start to stop into the tar and the server does not wait for its
+ * archiver in pg_backup_stop; without a free slot, `-X none` and PostgreSQL waits there. Either
+ * way the backup counts only once every WAL file from its start to its stop is in the archive
+ * (`pgwarden wal push`), every stored object has been read back against its checksum, and then
+ * `manifest.json` is written last. Any failure deletes what was stored and leaves no manifest.
+ *
+ * From a primary waiting in pg_backup_stop, a watcher reads pg_stat_progress_basebackup and gives
+ * up after the archive timeout when the archiver does not get there. From a standby, the primary
+ * archives: pgwarden polls the repository. A standby promoted during the backup makes it void.
  *
  * Only a cluster without extra tablespaces can stream to stdout (pg_basebackup's limit): one with
  * tablespaces is refused with that reason.
@@ -19,19 +29,20 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { buffer } from 'node:stream/consumers';
+import { once } from 'node:events';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { ConnectionSpec } from '../config/types.js';
 import { DbSession } from '../db/session.js';
 import { UserError, messageOf } from '../errors.js';
-import { decryptBuffer, encryptStream } from './crypto.js';
+import { encryptStream } from './crypto.js';
 import type { BackupManifest, Keyring, Repository } from './types.js';
 import { backupPrefix, checkObject, childStream, manifestKey, Meter, missingWal, partKey, walFilesBetween } from './verify.js';
-import { decodeObject, findArchived, readArchiveInfo } from './wal/archive.js';
-import { decompress, zstdInstalled } from './wal/compress.js';
-import { parseWalFileName, segmentFileName } from './wal/segment.js';
+import { parseWalObjectKey, readArchiveInfo, WAL_PREFIX } from './wal/archive.js';
+import { zstdInstalled } from './wal/compress.js';
+import { segmentFileName } from './wal/segment.js';
 import { libpqEnv } from '../db/libpq-env.js';
 
 /** Tar bytes per stored part unless told otherwise. */
@@ -55,6 +66,11 @@ export interface BackupOptions {
   readonly fast: boolean;
   readonly partBytes?: number;
   readonly archiveTimeoutMs?: number;
+  /**
+   * Where the tar is compressed (zstd only): 'server' (the default on PostgreSQL 15+: the server
+   * compresses with 2 workers, the 'stream' layout) or 'client' (each part here, the 'parts' layout).
+   */
+  readonly compressOn?: 'server' | 'client';
   /** Where pg_basebackup is: default /usr/lib/postgresql/<server major>/bin, else the PATH. */
   readonly pgBin?: string;
   /** Progress lines (for stderr). */
@@ -65,12 +81,10 @@ export interface BackupOptions {
 /** A backup that did not complete: nothing of it is left in the repository. */
 export class BackupFailedError extends UserError {}
 
-/** What backup_label says (the first member of the tar). */
-interface BackupLabel {
+/** Where the backup starts, from pg_basebackup's -v output (the same as backup_label's START WAL LOCATION). */
+interface StartPoint {
   readonly startLsn: string;
-  readonly startWal: string;
   readonly timeline: number;
-  readonly fromStandby: boolean;
 }
 
 /** The id of a backup started at `at`: sortable, unique to the second. */
@@ -78,13 +92,15 @@ export function backupId(at: Date): string {
   return `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-full`;
 }
 
-/** Parses backup_label's text. */
-export function parseBackupLabel(text: string): BackupLabel {
-  const start = /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/m.exec(text);
-  const timeline = /^START TIMELINE: (\d+)$/m.exec(text);
-  const from = /^BACKUP FROM: (\w+)$/m.exec(text);
-  if (start?.[1] === undefined || start[2] === undefined || timeline?.[1] === undefined) throw new Error(`backup_label without START WAL LOCATION and START TIMELINE:\n${text}`);
-  return { startLsn: start[1], startWal: start[2], timeline: Number(timeline[1]), fromStandby: from?.[1] === 'standby' };
+/** Reads "write-ahead log start point: 0/2E000028 on timeline 1" from pg_basebackup -v's output. */
+export function parseStartPoint(text: string): StartPoint | undefined {
+  const match = /write-ahead log start point: ([0-9A-F]+\/[0-9A-F]+) on timeline (\d+)/.exec(text);
+  return match?.[1] === undefined || match[2] === undefined ? undefined : { startLsn: match[1], timeline: Number(match[2]) };
+}
+
+/** Reads "write-ahead log end point: 0/2E000138" (pg_backup_stop's stop LSN) from pg_basebackup -v's output. */
+export function parseEndPoint(text: string): string | undefined {
+  return /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(text)?.[1];
 }
 
 /** An LSN "X/Y" as a number of bytes. */
@@ -98,26 +114,13 @@ export function stopWalFile(timeline: number, lsn: string, segmentSize: number):
   return segmentFileName(timeline, (lsnToBigInt(lsn) - 1n) / BigInt(segmentSize), segmentSize);
 }
 
-/** Reads backup_label from the start of the tar stream (it is the first member PostgreSQL sends). */
-class LabelReader {
-  private head: Buffer = Buffer.alloc(0);
-  label: string | undefined;
-  feed(chunk: Buffer): void {
-    if (this.label === undefined && this.head.length < 64 * 1024) {
-      this.head = Buffer.concat([this.head, chunk]);
-      const name = this.head.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-      const size = Number.parseInt(this.head.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
-      if (this.head.length >= 512 && name === 'backup_label' && this.head.length >= 512 + size) {
-        this.label = this.head.subarray(512, 512 + size).toString('utf8');
-        this.head = Buffer.alloc(0);
-      }
-    }
-  }
-}
-
 type ObjectEntry = BackupManifest['objects'][number];
 
-/** One part on its way to the repository: tar bytes in, compressed and maybe encrypted bytes stored. */
+/**
+ * One part on its way to the repository: bytes in (tar bytes, or a slice of the server's compressed
+ * stream), compressed here when `compression` says so, maybe encrypted, stored. `original` measures
+ * what came in: the object's originalSize and originalSha256.
+ */
 class Part {
   readonly input = new PassThrough({ highWaterMark: 1024 * 1024 });
   readonly original = new Meter();
@@ -224,21 +227,55 @@ async function archiverStatus(session: DbSession): Promise<string> {
   }
 }
 
-/** Reads STOP WAL LOCATION and STOP TIME from the backup history file the primary archived. */
-async function readHistoryFile(repository: Repository, keyring: Keyring | undefined, timeline: number, startWal: string, startLsn: string, segmentSize: number): Promise<{ stopLsn: string; stoppedAt: Date } | undefined> {
-  const offset = (lsnToBigInt(startLsn) % BigInt(segmentSize)).toString(16).toUpperCase().padStart(8, '0');
-  const file = parseWalFileName(`${startWal}.${offset}.backup`);
-  if (file === undefined || file.timeline !== timeline) return undefined;
-  const [object] = await findArchived(repository, file);
-  if (object === undefined) return undefined;
-  const { header, payload } = decodeObject(object.key, await buffer(await repository.get(object.key, object.sha256)));
-  if (header.encrypted && keyring === undefined) throw new BackupFailedError(`the backup history file ${object.key} is encrypted and no key was given`, 'pass the archive\'s key with --key ID=FILE');
-  const text = (await decompress(header.encrypted && keyring !== undefined ? await decryptBuffer(keyring, payload) : payload, header.compression)).toString('utf8');
-  const stop = /^STOP WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(text);
-  const time = /^STOP TIME: (.+)$/m.exec(text);
-  if (stop?.[1] === undefined) throw new BackupFailedError(`the backup history file ${object.key} has no STOP WAL LOCATION`, 'check the archive with pgwarden verify');
-  const stoppedAt = time?.[1] === undefined ? new Date() : new Date(time[1].replace(' ', 'T').replace(/ (\w+)$/, (_m, zone: string) => (zone === 'UTC' ? 'Z' : ` ${zone}`)));
-  return { stopLsn: stop[1], stoppedAt: Number.isNaN(stoppedAt.getTime()) ? new Date() : stoppedAt };
+/** Whether the archive's WAL is encrypted (its first archived file is): then a backup must be too. */
+async function archiveEncrypted(repository: Repository): Promise<boolean> {
+  for await (const object of repository.list(WAL_PREFIX)) {
+    const parsed = parseWalObjectKey(object.key);
+    if (parsed !== undefined) return parsed.encrypted;
+  }
+  return false;
+}
+
+/** How many parts may be on their way to the repository at once. */
+const PARTS_IN_FLIGHT = 2;
+
+/** Decodes a copy of the server's compressed stream as it arrives: the tar's size and SHA-256. */
+class StreamDecoder {
+  private readonly meter = new Meter();
+  private readonly inflate = childStream('zstd', ['-d', '-q', '-c', '--no-progress']);
+  private readonly done: Promise<unknown>;
+
+  constructor() {
+    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    this.done = Promise.all([pipeline(this.inflate.stream, this.meter, sink), this.inflate.exited]);
+    this.done.catch(() => undefined);
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.inflate.stream.write(chunk)) return;
+    await Promise.race([once(this.inflate.stream, 'drain'), this.done.then(() => { throw new Error('zstd -d ended before the stream'); })]);
+  }
+
+  async finish(): Promise<{ size: number; sha256: string }> {
+    this.inflate.stream.end();
+    await this.done;
+    return { size: this.meter.bytes, sha256: this.meter.digest() };
+  }
+}
+
+/**
+ * A temporary physical replication slot on pgwarden's session: the server keeps the WAL from now on
+ * until the session ends, so `-X fetch` finds it at the end of a long backup. Resolves with false
+ * (and the backup falls back to `-X none`) when no slot is free or the role may not create one.
+ */
+async function holdWal(session: DbSession, id: string): Promise<{ ok: true } | { ok: false; why: string }> {
+  const slot = `pgwarden_backup_${id.toLowerCase().replace(/[^a-z0-9]/g, '_')}_${process.pid}`;
+  try {
+    await session.query({ text: 'select pg_create_physical_replication_slot($1, true, true)', values: [slot] });
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, why: messageOf(error) };
+  }
 }
 
 /**
@@ -263,6 +300,12 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       `set archive_mode = on and archive_command = 'pgwarden wal push %p --repo …' on the primary, and check that a WAL file reached the repository`,
     );
   }
+  if (keyring === undefined && (await archiveEncrypted(repository))) {
+    throw new BackupFailedError(
+      `the WAL archive in ${repository.description} is encrypted, and a backup of it must be too (no key was given)`,
+      'pass the archive\'s key with --key ID=FILE or --key-env ID=VAR (with --config: the cluster\'s backups.keys)',
+    );
+  }
   const session = await DbSession.open(options.connection, 'pgwarden-backup');
   const stored: string[] = [];
   let child: ReturnType<typeof spawn> | undefined;
@@ -284,10 +327,14 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     if (compression === 'zstd' && !(await zstdInstalled())) {
       throw new BackupFailedError('the zstd program is not installed', 'apt-get install zstd, or pass --compression gzip');
     }
-    progress(`backup ${id}: from ${facts.standby ? 'standby' : 'primary'} ${options.node} (PostgreSQL ${Math.floor(facts.version / 10000)}), about ${mib(facts.totalBytes)}, ${compression}${keyring === undefined ? '' : `, encrypted with key ${keyring.current.id}`}`);
+    const layout: 'stream' | 'parts' = compression === 'zstd' && facts.version >= 150000 && options.compressOn !== 'client' ? 'stream' : 'parts';
+    const held = await holdWal(session, id);
+    progress(`backup ${id}: from ${facts.standby ? 'standby' : 'primary'} ${options.node} (PostgreSQL ${Math.floor(facts.version / 10000)}), about ${mib(facts.totalBytes)}, ${compression}${layout === 'stream' ? ' (compressed by the server)' : ''}${keyring === undefined ? '' : `, encrypted with key ${keyring.current.id}`}`);
+    if (!held.ok) progress(`backup ${id}: no temporary replication slot (${held.why}): the server waits for its archiver at the end of the backup`);
 
     // pg_basebackup, its tar stream cut into parts.
-    const args = ['-D', '-', '-F', 'tar', '-X', 'none', `--checkpoint=${options.fast ? 'fast' : 'spread'}`, '--no-manifest', '-v', '-w'];
+    const args = ['-D', '-', '-F', 'tar', '-X', held.ok ? 'fetch' : 'none', `--checkpoint=${options.fast ? 'fast' : 'spread'}`, '--no-manifest', '-v', '-w'];
+    if (layout === 'stream') args.push(`--compress=server-zstd:level=${ZSTD_LEVEL},workers=2`);
     child = spawn(basebackupPath(options.pgBin, Math.floor(facts.version / 10000)), args, { env: libpqEnv(options.connection, application), stdio: ['ignore', 'pipe', 'pipe'] });
     const running = child;
     const errText: string[] = [];
@@ -300,116 +347,134 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     // The watcher: progress, and a primary that waits too long for its archiver.
     let stopWatching = false;
     let watchFailure: BackupFailedError | undefined;
-    let done = 0;
+    const streamed = { done: 0, total: facts.totalBytes };
     const watcher = (async () => {
       let waitingSince: number | undefined;
       let lastReport = 0;
       while (!stopWatching) {
         await delay(500);
         if (stopWatching) break;
-        if (Date.now() - lastReport >= 2000) {
-          lastReport = Date.now();
-          const total = Math.max(facts.totalBytes, done);
-          progress(`backup ${id}: ${mib(done)} of about ${mib(total)}${total > 0 ? ` (${Math.min(99, Math.floor((done / total) * 100))}%)` : ''}`);
-        }
-        if (facts.standby) continue;
+        let row: Record<string, unknown> | undefined;
         try {
-          const [row] = await session.query({ text: `select p.pid, p.phase from pg_stat_progress_basebackup p join pg_stat_activity a using (pid) where a.application_name = $1`, values: [application] });
-          if (row?.['phase'] === 'waiting for wal archiving to finish') {
-            waitingSince ??= Date.now();
-            if (Date.now() - waitingSince > archiveTimeoutMs) {
-              watchFailure = new BackupFailedError(
-                `the WAL archiver did not archive the backup's WAL within ${Math.round(archiveTimeoutMs / 1000)} s${await archiverStatus(session)}`,
-                'fix archive_command (pgwarden wal push … into this repository), then run the backup again',
-              );
-              await session.query({ text: 'select pg_terminate_backend($1)', values: [row['pid']] }).catch(() => undefined);
-              running.kill('SIGTERM');
-              break;
-            }
-          } else waitingSince = undefined;
+          [row] = await session.query({ text: `select p.pid, p.phase, p.backup_streamed, p.backup_total from pg_stat_progress_basebackup p join pg_stat_activity a using (pid) where a.application_name = $1`, values: [application] });
         } catch {
           // A failed look is not a failed backup: the next one may work.
         }
+        if (row !== undefined) {
+          streamed.done = Number(row['backup_streamed'] ?? streamed.done);
+          if (row['backup_total'] !== null && row['backup_total'] !== undefined) streamed.total = Number(row['backup_total']);
+        }
+        if (Date.now() - lastReport >= 2000) {
+          lastReport = Date.now();
+          const total = Math.max(streamed.total, streamed.done);
+          progress(`backup ${id}: ${mib(streamed.done)} of about ${mib(total)}${total > 0 ? ` (${Math.min(99, Math.floor((streamed.done / total) * 100))}%)` : ''}`);
+        }
+        if (facts.standby || row === undefined) continue;
+        if (row['phase'] === 'waiting for wal archiving to finish') {
+          waitingSince ??= Date.now();
+          if (Date.now() - waitingSince > archiveTimeoutMs) {
+            watchFailure = new BackupFailedError(
+              `the WAL archiver did not archive the backup's WAL within ${Math.round(archiveTimeoutMs / 1000)} s${await archiverStatus(session)}`,
+              'fix archive_command (pgwarden wal push … into this repository), then run the backup again',
+            );
+            await session.query({ text: 'select pg_terminate_backend($1)', values: [row['pid']] }).catch(() => undefined);
+            running.kill('SIGTERM');
+            break;
+          }
+        } else waitingSince = undefined;
       }
     })();
 
-    const label = new LabelReader();
+    const decoder = layout === 'stream' ? new StreamDecoder() : undefined;
     let part: Part | undefined;
+    const inFlight: Promise<ObjectEntry>[] = [];
     const objects: ObjectEntry[] = [];
     let streamError: unknown;
+    let tar: { size: number; sha256: string } | undefined;
     try {
       if (running.stdout === null) throw new Error('pg_basebackup has no stdout');
       for await (const data of running.stdout as AsyncIterable<Buffer>) {
-        label.feed(data);
+        const decoded = decoder?.write(data);
+        decoded?.catch(() => undefined);
         let chunk = data;
         while (chunk.length > 0) {
           if (part === undefined) {
-            part = new Part(partKey(id, objects.length + 1, compression, keyring !== undefined), repository, compression, keyring);
+            part = new Part(partKey(id, objects.length + inFlight.length + 1, compression, keyring !== undefined), repository, layout === 'stream' ? 'none' : compression, keyring);
             stored.push(part.key);
           }
           const room = partBytes - part.bytes;
           const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
           chunk = chunk.subarray(piece.length);
           await part.write(piece);
-          done += piece.length;
           if (part.bytes >= partBytes) {
-            objects.push(await part.finish());
+            inFlight.push(part.finish());
             part = undefined;
+            // The next part starts at once; only the one before the previous is awaited.
+            if (inFlight.length >= PARTS_IN_FLIGHT) objects.push(await (inFlight.shift() as Promise<ObjectEntry>));
           }
         }
+        await decoded;
       }
-      if (part !== undefined) objects.push(await part.finish());
+      if (part !== undefined) inFlight.push(part.finish());
+      for (const pending of inFlight.splice(0)) objects.push(await pending);
+      tar = await decoder?.finish();
     } catch (error) {
       // pg_basebackup would block on a full pipe: stop it before waiting for it.
       streamError = error;
       running.kill('SIGTERM');
+      await Promise.allSettled(inFlight);
     }
     const code = await exited;
     stopWatching = true;
     await watcher;
     if (watchFailure !== undefined) throw watchFailure;
     if (streamError !== undefined) throw streamError instanceof Error ? streamError : new Error(messageOf(streamError));
+    const output = errText.join('');
     if (code !== 0) {
-      const lines = errText.join('').split('\n').filter((line) => line.trim() !== '');
+      const lines = output.split('\n').filter((line) => line.trim() !== '');
       const why = lines.filter((line) => /error|FATAL/.test(line)).join('; ') || lines.pop() || '';
       throw new BackupFailedError(`pg_basebackup failed (${typeof code === 'number' ? `exit ${code}` : code}): ${why}`, 'fix the cause it names (a replication connection needs a pg_hba.conf "replication" line and the REPLICATION privilege), then run the backup again');
     }
-    if (label.label === undefined) throw new BackupFailedError('the tar stream from pg_basebackup did not start with backup_label', 'check the pg_basebackup version against the server');
-    const parsed = parseBackupLabel(label.label);
-    progress(`backup ${id}: ${mib(done)} of data directory in ${objects.length} part(s); waiting for the WAL ${parsed.startWal}… to be archived`);
+    const start = parseStartPoint(output);
+    const endPoint = parseEndPoint(output);
+    if (start === undefined || endPoint === undefined) throw new BackupFailedError(`pg_basebackup did not report its write-ahead log start and end points:\n${output.trim()}`, 'check the pg_basebackup version against the server');
+    const startWal = segmentFileName(start.timeline, lsnToBigInt(start.startLsn) / BigInt(facts.segmentSize), facts.segmentSize);
+    const originalBytes = tar?.size ?? objects.reduce((sum, object) => sum + object.originalSize, 0);
+    progress(`backup ${id}: ${mib(originalBytes)} of data directory in ${objects.length} part(s); waiting for the WAL ${startWal}… to be archived`);
 
     // The stop position, and a standby that was promoted meanwhile.
-    let stopLsn: string;
-    let stoppedAt: Date;
+    let stopLsn = endPoint;
+    let stoppedAt = now();
     if (facts.standby) {
       const [row] = await session.query({ text: `select pg_is_in_recovery() as standby, (select timeline_id from pg_control_checkpoint()) as timeline, pg_last_wal_replay_lsn()::text as lsn, now() as at` });
-      if (row?.['standby'] !== true || Number(row['timeline']) !== parsed.timeline) {
-        throw new BackupFailedError(`the standby ${options.node} was promoted during the backup (timeline ${parsed.timeline} at the start, ${String(row?.['timeline'])} now): the backup is discarded`, 'take the backup again, from the new primary or from a standby of it');
+      if (row?.['standby'] !== true || Number(row['timeline']) !== start.timeline) {
+        throw new BackupFailedError(`the standby ${options.node} was promoted during the backup (timeline ${start.timeline} at the start, ${String(row?.['timeline'])} now): the backup is discarded`, 'take the backup again, from the new primary or from a standby of it');
       }
       // At or after the true stop point (pg_control's minRecoveryPoint): waiting for it is safe.
-      stopLsn = String(row['lsn']);
+      if (lsnToBigInt(String(row['lsn'])) > lsnToBigInt(stopLsn)) stopLsn = String(row['lsn']);
       stoppedAt = row['at'] instanceof Date ? row['at'] : now();
-    } else {
-      const history = await readHistoryFile(repository, keyring, parsed.timeline, parsed.startWal, parsed.startLsn, facts.segmentSize);
-      if (history === undefined) {
-        const [row] = await session.query({ text: 'select pg_current_wal_lsn()::text as lsn, now() as at' });
-        stopLsn = String(row?.['lsn']);
-        stoppedAt = row?.['at'] instanceof Date ? row['at'] : now();
-      } else ({ stopLsn, stoppedAt } = history);
     }
-    const stopWal = stopWalFile(parsed.timeline, stopLsn, facts.segmentSize);
+    const stopWal = stopWalFile(start.timeline, stopLsn, facts.segmentSize);
 
     // Rule 7: every WAL file from start to stop in the archive.
-    const wanted = walFilesBetween(parsed.startWal, stopWal, archive.walSegmentSize ?? facts.segmentSize);
+    const wanted = walFilesBetween(startWal, stopWal, archive.walSegmentSize ?? facts.segmentSize);
     const deadline = Date.now() + archiveTimeoutMs;
     // A standby promoted while its backup waits for WAL voids it: say so now, not at the archive timeout.
     const checkNotPromoted = async (): Promise<void> => {
       if (!facts.standby) return;
       const [row] = await session.query({ text: `select pg_is_in_recovery() as standby, (select timeline_id from pg_control_checkpoint()) as timeline` });
-      if (row?.['standby'] !== true || Number(row['timeline']) !== parsed.timeline) {
+      if (row?.['standby'] !== true || Number(row['timeline']) !== start.timeline) {
         throw new BackupFailedError(`the standby ${options.node} was promoted during the backup: the backup is discarded`, 'take the backup again, from the new primary or from a standby of it');
       }
     };
+    // The stored objects are read back while the archiver catches up.
+    const readBack = (async () => {
+      for (const object of objects) {
+        const problem = await checkObject(repository, object, compression, undefined);
+        if (problem !== undefined) throw new BackupFailedError(`a stored part does not read back: ${problem}`, 'check the repository\'s disk, then run the backup again');
+      }
+    })();
+    readBack.catch(() => undefined);
     let missing = await missingWal(repository, wanted);
     while (missing.length > 0) {
       await checkNotPromoted();
@@ -419,16 +484,13 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
           'fix the WAL archiving, then run the backup again',
         );
       }
-      await delay(500);
+      await delay(200);
       missing = await missingWal(repository, wanted);
     }
     await checkNotPromoted();
+    await readBack;
 
-    // Every stored object read back against its checksum, then the manifest, last.
-    for (const object of objects) {
-      const problem = await checkObject(repository, object, compression, undefined);
-      if (problem !== undefined) throw new BackupFailedError(`a stored part does not read back: ${problem}`, 'check the repository\'s disk, then run the backup again');
-    }
+    // The manifest, last.
     const stopped = now();
     const manifest: BackupManifest = {
       format: 1,
@@ -437,18 +499,19 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       systemIdentifier: facts.systemIdentifier,
       pgVersion: Math.floor(facts.version / 10000),
       source: { cluster: options.cluster, node: options.node, standby: facts.standby },
-      timeline: parsed.timeline,
-      startLsn: parsed.startLsn,
+      timeline: start.timeline,
+      startLsn: start.startLsn,
       stopLsn,
-      startWal: parsed.startWal,
+      startWal,
       stopWal,
       startedAt: startedAt.toISOString(),
       stoppedAt: stoppedAt.toISOString(),
       consistentAt: stoppedAt.toISOString(),
       compression,
+      ...(layout === 'stream' && tar !== undefined ? { layout, tar } : {}),
       keyId: keyring?.current.id ?? null,
       objects,
-      originalBytes: objects.reduce((sum, object) => sum + object.originalSize, 0),
+      originalBytes,
       durationMs: stopped.getTime() - startedAt.getTime(),
     };
     const key = manifestKey(id);

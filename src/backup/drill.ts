@@ -29,7 +29,7 @@ import type { ConnectionSpec } from '../config/types.js';
 import { DbSession } from '../db/session.js';
 import { UserError, isUserError, messageOf } from '../errors.js';
 import { readCatalog } from './catalog.js';
-import { freeTcpPort, resolveOwner, restore, timestampMicros, type Owner, type RestoreTarget } from './restore.js';
+import { abortError, freeTcpPort, resolveOwner, restore, terminateOnAbort, throwIfAborted, timestampMicros, type Owner, type RestoreTarget } from './restore.js';
 import type { Keyring, Repository } from './types.js';
 import { findArchived } from './wal/archive.js';
 import { parseWalFileName } from './wal/segment.js';
@@ -112,6 +112,13 @@ export interface DrillOptions {
   readonly archiveWaitMs?: number;
   readonly pgBin?: string;
   readonly progress?: (line: string) => void;
+  /**
+   * Interrupts the drill (pgwarden drill on SIGTERM, SIGINT, SIGHUP): the programs it waits on are
+   * stopped, the clean-up runs as always, and the drill is recorded as failed with the reason
+   * "<step>: interrupted by <reason> before the checks finished". Abort it with the signal's name
+   * as its reason ("SIGTERM"); an Error reason is used as it is.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Nothing to drill: the repository holds no restorable backup (usage-level: exit 2). */
@@ -191,15 +198,35 @@ interface RunResult {
   readonly stderr: string;
 }
 
-function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
+/** Runs a program to its end; when `signal` fires, the program is stopped and this rejects once it has exited. */
+function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env, signal?: AbortSignal): Promise<RunResult> {
   return new Promise((done, fail) => {
     const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    const forget = terminateOnAbort(child, signal);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
     child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ENOENT' ? new UserError(`the ${command} program is not installed`, 'install the PostgreSQL server package of the backup\'s version') : error));
-    child.on('close', (code) => done({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
+    child.on('close', (code) => {
+      forget();
+      if (signal?.aborted === true) fail(abortError(signal));
+      else done({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+}
+
+/**
+ * `work`, or a rejection as soon as `signal` fires. The work itself goes on to its end in the
+ * background: only for steps that leave nothing to clean up (a session on the source).
+ */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise((done, fail) => {
+    const stop = (): void => fail(abortError(signal));
+    if (signal.aborted) stop();
+    signal.addEventListener('abort', stop, { once: true });
+    work.then(done, fail).finally(() => signal.removeEventListener('abort', stop)).catch(() => undefined);
   });
 }
 
@@ -221,6 +248,8 @@ interface Restored {
   readonly port: number;
   readonly major: number;
   readonly pgBin: string | undefined;
+  /** The drill's signal: stops psql and pg_amcheck when the drill is interrupted. */
+  readonly signal: AbortSignal | undefined;
 }
 
 /** The socket directory (or listen address) in postmaster.pid. */
@@ -238,7 +267,7 @@ async function psqlCsv(server: Restored, database: string, sql: string, pgOption
   const [program, args] = asOwner(server.owner, pgProgram(server.pgBin, server.major, 'psql'), [
     '-X', '-q', '--csv', '-v', 'ON_ERROR_STOP=1', '-h', host, '-p', String(server.port), '-U', server.owner.name, '-d', database, '-c', sql,
   ]);
-  const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '10', TZ: 'UTC', PGOPTIONS: pgOptions });
+  const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '10', TZ: 'UTC', PGOPTIONS: pgOptions }, server.signal);
   if (result.code !== 0) {
     // psql's first line says it ("ERROR:  relation … does not exist"); the LINE/caret lines do not.
     const first = result.stderr.split('\n').map((line) => line.trim()).find((line) => line !== '') ?? '';
@@ -291,12 +320,13 @@ async function markSource(source: ConnectionSpec, tables: readonly string[], poi
   }
 }
 
-/** Waits until `wal` is in the repository; throws after `timeoutMs`. */
-async function waitArchived(repository: Repository, wal: string, timeoutMs: number): Promise<number> {
+/** Waits until `wal` is in the repository; throws after `timeoutMs`, or when `signal` fires. */
+async function waitArchived(repository: Repository, wal: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<number> {
   const file = parseWalFileName(wal);
   if (file === undefined) throw new Error(`not a WAL file name: ${wal}`);
   const started = Date.now();
   for (;;) {
+    throwIfAborted(signal);
     if ((await findArchived(repository, file)).length > 0) return (Date.now() - started) / 1000;
     if (Date.now() - started > timeoutMs) {
       throw new UserError(
@@ -304,7 +334,7 @@ async function waitArchived(repository: Repository, wal: string, timeoutMs: numb
         'check archiving on the source: archive_command (pgwarden wal push), pg_stat_archiver.failed_count and the server log',
       );
     }
-    await delay(500);
+    await delay(500, undefined, signal === undefined ? {} : { signal }).catch(() => undefined);
   }
 }
 
@@ -314,7 +344,7 @@ async function amcheck(server: Restored, heapAllIndexed: boolean): Promise<Drill
   const [program, args] = asOwner(server.owner, pgProgram(server.pgBin, server.major, 'pg_amcheck'), [
     '-h', host, '-p', String(server.port), '-U', server.owner.name, '--all', '--install-missing', ...(heapAllIndexed ? ['--heapallindexed'] : []),
   ]);
-  const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '10' });
+  const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '10' }, server.signal);
   const name = 'pg_amcheck';
   if (result.code === 0) return { name, ok: true, detail: `no corruption found in the heap and B-tree indexes of every database${heapAllIndexed ? ' (with --heapallindexed)' : ''}` };
   const lines = `${result.stdout}\n${result.stderr}`.split('\n').map((line) => line.trim()).filter((line) => line !== '');
@@ -408,7 +438,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
   const major = newestManifest.pgVersion;
   const database = options.database ?? options.source?.database ?? 'postgres';
   const cluster = options.cluster ?? newestManifest.source.cluster;
+  const signal = options.signal;
   const checks: DrillCheck[] = [];
+  /** The failed check that records an interruption: the drill's reason whatever else failed. */
+  let interruption: DrillCheck | undefined;
   let backupId: string | null = null;
   let restoreSeconds: number | null = null;
   let recovered: { iso: string; micros: bigint } | null = null;
@@ -421,16 +454,17 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     if (options.source !== undefined) {
       const pointName = `pgwarden-drill-${id}`;
       progress(`restore point ${pointName} on the source${options.tables.length === 0 ? '' : `, counting ${options.tables.join(', ')} at it`}`);
-      const point = await markSource(options.source, options.tables, pointName);
+      const point = await unlessAborted(markSource(options.source, options.tables, pointName), signal);
       sourceCounts = point.counts;
       target = { kind: 'lsn', lsn: point.lsn };
       targetText = `restore point ${pointName} (${point.lsn})`;
       progress(`waiting for WAL ${point.wal} in the repository`);
-      const waited = await waitArchived(options.repository, point.wal, options.archiveWaitMs ?? DEFAULT_ARCHIVE_WAIT_MS);
+      const waited = await waitArchived(options.repository, point.wal, options.archiveWaitMs ?? DEFAULT_ARCHIVE_WAIT_MS, signal);
       checks.push({ name: 'restore point', ok: true, detail: `${pointName} at ${point.lsn}; WAL ${point.wal} archived ${waited.toFixed(1)} s later` });
     }
 
     step = 'restore';
+    throwIfAborted(signal);
     await prepareParent(parent, owner);
     const port = await freeTcpPort();
     progress(`restoring the latest backup (${newest.id}) into ${dir} on port ${port}, to ${targetText}`);
@@ -439,6 +473,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
       repository: options.repository, keyring: options.keyring, walFetchArgs: options.walFetchArgs, pgwarden: options.pgwarden,
       target, targetDir: dir, owner: owner.name, start: { port },
       ...(options.pgBin === undefined ? {} : { pgBin: options.pgBin }),
+      ...(signal === undefined ? {} : { signal }),
       progress: (line) => options.progress?.(`drill: ${line}`),
     });
     restoreSeconds = (performance.now() - began) / 1000;
@@ -450,24 +485,36 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
       name: 'restore', ok: true,
       detail: `backup ${result.backupId} restored and recovered in ${restoreSeconds.toFixed(1)} s; replayed to ${outcome.reachedLsn}, last commit ${recovered?.iso ?? 'none replayed'}`,
     });
-    const server: Restored = { dir, owner, port, major, pgBin: options.pgBin };
+    const server: Restored = { dir, owner, port, major, pgBin: options.pgBin, signal };
+    // A check whose program was stopped by the interruption is not recorded as a result.
+    const addCheck = (check: DrillCheck): void => {
+      throwIfAborted(signal);
+      checks.push(check);
+    };
 
     step = 'pg_amcheck';
+    throwIfAborted(signal);
     progress(`pg_amcheck --all${options.heapAllIndexed === true ? ' --heapallindexed' : ''} on port ${port}`);
-    checks.push(await amcheck(server, options.heapAllIndexed === true));
+    addCheck(await amcheck(server, options.heapAllIndexed === true));
 
     step = 'row counts';
     for (const table of options.tables) {
       progress(`counting ${table} on the restored copy`);
-      checks.push(await countTable(server, database, table, sourceCounts?.get(table)));
+      addCheck(await countTable(server, database, table, sourceCounts?.get(table)));
     }
     step = 'custom SQL checks';
     for (const check of options.sqlChecks) {
       progress(`custom SQL check ${check.name} on the restored copy`);
-      checks.push(await sqlCheck(server, check));
+      addCheck(await sqlCheck(server, check));
     }
   } catch (error) {
-    checks.push({ name: step, ok: false, detail: describeError(error) });
+    if (signal?.aborted === true) {
+      interruption = { name: step, ok: false, detail: `${abortError(signal).message} before the checks finished` };
+      checks.push(interruption);
+      progress(`${abortError(signal).message} during ${step}: stopping the restored server${options.keep === true ? '' : `, removing ${dir}`}, recording the drill as failed`);
+    } else {
+      checks.push({ name: step, ok: false, detail: describeError(error) });
+    }
   } finally {
     await stopServer(dir, owner, options.pgBin, major).catch((error: unknown) => progress(`could not stop the server in ${dir}: ${messageOf(error)}`));
     if (options.keep === true) {
@@ -477,7 +524,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     }
   }
 
-  const failed = checks.find((check) => !check.ok);
+  const failed = interruption ?? checks.find((check) => !check.ok);
   const record: DrillRecord = {
     format: 1, id, cluster, backupId,
     startedAt: startedAt.toISOString(),

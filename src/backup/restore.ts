@@ -18,10 +18,12 @@
  *    keep archiving) and recovery.signal.
  * 4. With `start`: pg_ctl start as the owner, then wait until pg_is_in_recovery() is false; a
  *    server that stops instead (FATAL: the target was not reached) is a RecoveryFailedError.
+ *
+ * An optional AbortSignal (a drill stopped by SIGTERM) ends the programs it waits on and rejects.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,7 @@ import { writeFileAtomic } from '../atomic-file.js';
 import { UserError, messageOf } from '../errors.js';
 import { readCatalog } from './catalog.js';
 import { decryptStream } from './crypto.js';
+import { LocalRepository } from './repository/local.js';
 import type { BackupManifest, Keyring, Repository } from './types.js';
 import { Meter, childStream } from './verify.js';
 import { fetchWal } from './wal/fetch.js';
@@ -141,16 +144,83 @@ interface RunResult {
   readonly stderr: string;
 }
 
-function run(command: string, args: readonly string[], env?: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) });
+/** A program started, and its result once it has exited. */
+interface Started {
+  readonly child: ChildProcess;
+  readonly result: Promise<RunResult>;
+}
+
+function launch(command: string, args: readonly string[], env?: NodeJS.ProcessEnv): Started {
+  const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env }) });
+  const result = new Promise<RunResult>((done, fail) => {
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
-    child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+    child.stdout?.on('data', (chunk: Buffer) => out.push(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => err.push(chunk));
     child.on('error', (error: NodeJS.ErrnoException) => fail(error.code === 'ENOENT' ? new UserError(`the ${command} program is not installed`, 'install the PostgreSQL server package of the backup\'s version') : error));
     child.on('close', (code) => done({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
   });
+  return { child, result };
+}
+
+/** Runs a program to its end; when `signal` fires, the program is stopped and this rejects once it has exited. */
+function run(command: string, args: readonly string[], env?: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<RunResult> {
+  const { child, result } = launch(command, args, env);
+  if (signal === undefined) return result;
+  const forget = terminateOnAbort(child, signal);
+  return result.finally(forget).then((outcome) => {
+    throwIfAborted(signal);
+    return outcome;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interrupting (a drill stopped by a signal, src/backup/drill.ts)
+
+/** The error an aborted operation rejects with: the signal's reason when it is an Error, else "interrupted by <reason>". */
+export function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error(`interrupted by ${String(reason)}`);
+}
+
+/** Throws abortError(signal) when `signal` has fired. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw abortError(signal);
+}
+
+/** Sends SIGTERM to `child`; to the program itself when `child` is runuser (below). */
+export function terminate(child: ChildProcess): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  // runuser answers a SIGTERM by passing it on and killing its command 2 s later: stop the
+  // command directly instead, and runuser exits with it at once.
+  const direct = child.spawnfile === 'runuser' ? runuserChildren(child.pid) : [];
+  for (const pid of direct.length === 0 ? [child.pid] : direct) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+function runuserChildren(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter((word) => word !== '').map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Terminates `child` when `signal` fires; returns the function that stops listening. */
+export function terminateOnAbort(child: ChildProcess, signal: AbortSignal | undefined): () => void {
+  if (signal === undefined) return () => undefined;
+  const stop = (): void => terminate(child);
+  if (signal.aborted) {
+    stop();
+    return () => undefined;
+  }
+  signal.addEventListener('abort', stop, { once: true });
+  return () => signal.removeEventListener('abort', stop);
 }
 
 /** The latest COMMIT/ABORT time (microseconds) pg_waldump finds in one WAL file, or undefined. */
@@ -478,13 +548,20 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
     starts.push(total);
     total += object.originalSize;
   }
-  const resumeOffset = progress?.resumeOffset ?? 0;
+  // A 'stream' backup's parts decode only one after the other from the first, straight from zstd
+  // into tar: a resumed restore unpacks it all again (tar overwrites what it wrote before).
+  const stream = manifest.layout === 'stream';
+  if (stream) total = manifest.tar?.size ?? manifest.originalBytes;
+  const resumeOffset = stream ? 0 : progress?.resumeOffset ?? 0;
   let first = 0;
-  while (first + 1 < objects.length && (starts[first + 1] ?? 0) <= resumeOffset) first++;
+  while (!stream && first + 1 < objects.length && (starts[first + 1] ?? 0) <= resumeOffset) first++;
   if (first > 0) options.progress?.(`restore: resuming at part ${first + 1}/${objects.length}: parts 1-${first} were unpacked and verified before`);
+  if (stream && progress !== undefined) options.progress?.(`restore: resuming: backup ${manifest.id} was compressed by the server as one stream, so it is unpacked again from its first part`);
 
   const [program, args] = asOwner(owner, 'tar', ['-x', '-f', '-', '-C', dir]);
+  throwIfAborted(options.signal);
   const tar = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  const forgetTar = terminateOnAbort(tar, options.signal);
   const tarErrors: Buffer[] = [];
   tar.stderr.on('data', (chunk: Buffer) => tarErrors.push(chunk));
   let tarError: Error | undefined;
@@ -523,7 +600,16 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   const encrypted = manifest.keyId !== null;
   if (encrypted && options.keyring === undefined) throw new UserError(`backup ${manifest.id} is encrypted with key ${manifest.keyId ?? ''}`, `pass --key ${manifest.keyId ?? 'ID'}=FILE or --key-env ${manifest.keyId ?? 'ID'}=VAR`);
   try {
-    for (let index = first; index < objects.length; index++) {
+    if (stream) {
+      await unpackStream(manifest, options, tar.stdin, (index, object) => {
+        const label = `part ${index + 1}/${objects.length} (${object.key})`;
+        return (async () => {
+          await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: 0 });
+          options.progress?.(`restore: ${label} verified and unpacked (${index + 1} of ${objects.length} parts of ${mib(total)})`);
+        })();
+      });
+    }
+    for (let index = first; !stream && index < objects.length; index++) {
       const object = objects[index];
       if (object === undefined) break;
       const resumeHere = boundaries.resumePoint(Math.max(starts[index] ?? 0, resumeOffset));
@@ -533,15 +619,18 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
         const storedMeter = new Meter();
         const original = new Meter();
         const { stream: inflate, exited } = decoder(manifest.compression);
+        const abortable = options.signal === undefined ? {} : { signal: options.signal };
         const flow = encrypted && options.keyring !== undefined
-          ? pipeline(stored, storedMeter, decryptStream(options.keyring), inflate, original, into())
-          : pipeline(stored, storedMeter, inflate, original, into());
+          ? pipeline(stored, storedMeter, decryptStream(options.keyring), inflate, original, into(), abortable)
+          : pipeline(stored, storedMeter, inflate, original, into(), abortable);
         await Promise.all([flow, exited]);
         if (storedMeter.bytes !== object.size) throw new Error(`${storedMeter.bytes} bytes stored, the manifest records ${object.size}`);
         if (original.bytes !== object.originalSize || original.digest() !== object.originalSha256) {
           throw new Error(`it decodes to ${original.bytes} bytes that differ from the original the manifest records (${object.originalSize} bytes, SHA-256 ${object.originalSha256.slice(0, 12)}…)`);
         }
       } catch (error) {
+        // Stopped on purpose: the part is not damaged.
+        throwIfAborted(options.signal);
         throw new DamagedPartError(`${label} of backup ${manifest.id} failed: ${messageOf(error)}`, 'check the repository with pgwarden verify; restore from another copy of the repository or another backup');
       }
       await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: resumeHere });
@@ -552,11 +641,77 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   } catch (error) {
     tar.stdin.destroy();
     await tarExited.catch(() => undefined);
+    throwIfAborted(options.signal);
     throw error;
+  } finally {
+    forgetTar();
   }
   if (!existsSync(join(dir, 'backup_label'))) throw new UserError(`${dir} has no backup_label after unpacking backup ${manifest.id}`, 'the backup is not a pg_basebackup data directory: restore another backup');
   await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacked', partsDone: objects.length, resumeOffset: total });
   return { done: objects.length - first, skipped: first };
+}
+
+/**
+ * Unpacks a 'stream' backup: every part fetched and checked (stored SHA-256, then its decrypted
+ * slice against the manifest) and fed, in order, to one `zstd -d` that writes straight into tar's
+ * stdin (the decoded bytes never cross Node). `partDone` runs after each part (progress).
+ * The stored and decrypted bytes are checked; the whole tar's SHA-256 is `pgwarden verify`'s to
+ * check (the same compressed bytes always decode to the same tar).
+ */
+async function unpackStream(
+  manifest: BackupManifest, options: RestoreOptions, tarInput: Writable, partDone: (index: number, object: BackupManifest['objects'][number]) => Promise<void>,
+): Promise<void> {
+  if (manifest.compression !== 'zstd') throw new UserError(`backup ${manifest.id} has layout stream with ${manifest.compression} compression, which this pgwarden does not read`, 'restore it with the pgwarden version that wrote it');
+  const encrypted = manifest.keyId !== null;
+  const inflate = spawn('zstd', ['-d', '-q', '-c', '--no-progress'], { stdio: ['pipe', tarInput, 'pipe'] });
+  // zstd holds tar's stdin now: tar sees the end of its input when zstd exits.
+  tarInput.destroy();
+  const errors: Buffer[] = [];
+  inflate.stderr.on('data', (chunk: Buffer) => errors.push(chunk));
+  inflate.stdin.on('error', () => undefined);
+  const exited = new Promise<void>((done, fail) => {
+    inflate.on('error', (error) => fail(error));
+    inflate.on('close', (code, signal) => (code === 0 ? done() : fail(new Error(`zstd -d failed (${signal ?? `exit ${code ?? '?'}`}): ${Buffer.concat(errors).toString('utf8').trim()}`))));
+  });
+  exited.catch(() => undefined);
+  const stopOnAbort = () => inflate.kill('SIGTERM');
+  options.signal?.addEventListener('abort', stopOnAbort, { once: true });
+  const fix = 'check the repository with pgwarden verify; restore from another copy of the repository or another backup';
+  try {
+    for (const [index, object] of manifest.objects.entries()) {
+      const label = `part ${index + 1}/${manifest.objects.length} (${object.key})`;
+      try {
+        const stored = await options.repository.get(object.key, object.sha256);
+        const storedMeter = new Meter();
+        const slice = new Meter();
+        const plain = encrypted && options.keyring !== undefined ? decryptStream(options.keyring) : new PassThrough();
+        const feeding = pipeline(stored, storedMeter, plain, slice);
+        feeding.catch(() => undefined);
+        for await (const chunk of slice as AsyncIterable<Buffer>) {
+          if (!inflate.stdin.write(chunk)) await Promise.race([once(inflate.stdin, 'drain'), exited.then(() => { throw new Error('zstd -d ended before the last part'); })]);
+        }
+        await feeding;
+        if (storedMeter.bytes !== object.size) throw new Error(`${storedMeter.bytes} bytes stored, the manifest records ${object.size}`);
+        if (slice.bytes !== object.originalSize || slice.digest() !== object.originalSha256) {
+          throw new Error(`it decrypts to ${slice.bytes} bytes that differ from what the manifest records (${object.originalSize} bytes, SHA-256 ${object.originalSha256.slice(0, 12)}…)`);
+        }
+      } catch (error) {
+        throwIfAborted(options.signal);
+        throw new DamagedPartError(`${label} of backup ${manifest.id} failed: ${messageOf(error)}`, fix);
+      }
+      await partDone(index, object);
+    }
+    inflate.stdin.end();
+    await exited;
+  } catch (error) {
+    inflate.kill('SIGTERM');
+    await exited.catch(() => undefined);
+    throwIfAborted(options.signal);
+    if (error instanceof DamagedPartError) throw error;
+    throw new DamagedPartError(`the parts of backup ${manifest.id} do not decode as one zstd stream: ${messageOf(error)}`, fix);
+  } finally {
+    options.signal?.removeEventListener('abort', stopOnAbort);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -570,9 +725,25 @@ function quoteConf(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 }
 
-/** The restore_command: `<node> <pgwarden> wal fetch %f %p --repo DIR [--key ID=FILE | --key-env ID=VAR]…` (never key material). */
-export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[]): string {
-  return [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
+/**
+ * The restore_command: `<node> <pgwarden> wal fetch %f %p --repo DIR [--key ID=FILE | --key-env ID=VAR]…`
+ * (never key material). With `localArchive` (the one local repository it reads), a shell test
+ * first answers "not in the archive" (exit 1) without starting Node when the archive's directory
+ * is readable and holds no object of that name: recovery asks for many files that are not there
+ * (the next segment, NNNNNNNN.history of timelines that never existed), each a process start.
+ * Anything else, including an unreadable directory, goes to `wal fetch`, which decides.
+ */
+export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[], localArchive?: string): string {
+  const fetch = [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
+  if (localArchive === undefined) return fetch;
+  const wal = quoteShell(join(localArchive, 'wal'));
+  return `w=${wal}; d=$w/$(echo %f | cut -c1-8); if [ -r "$w" ] && [ -x "$w" ] && { [ ! -e "$d" ] || { [ -r "$d" ] && [ -x "$d" ] && ! ls "$d"/%f.* >/dev/null 2>&1; }; }; then exit 1; fi; exec ${fetch}`;
+}
+
+/** The local repository directory restore_command reads, when it reads exactly one (--repo DIR). */
+function localArchiveOf(repository: Repository, walFetchArgs: readonly string[]): string | undefined {
+  const [flag, dir] = walFetchArgs;
+  return flag === '--repo' && dir !== undefined && repository instanceof LocalRepository && resolve(dir) === repository.root ? repository.root : undefined;
 }
 
 /** The recovery settings for `target`, as postgresql.auto.conf lines. */
@@ -632,6 +803,34 @@ export interface RecoveryOutcome {
   readonly stopLine: string | null;
 }
 
+/**
+ * `pg_ctl start -w` as the owner. When `signal` fires, pg_ctl is stopped, but only once the server
+ * it launched has written postmaster.pid (or pg_ctl has returned): stopped sooner, it could leave
+ * a server starting up that the caller's `pg_ctl stop`, which reads postmaster.pid, cannot see.
+ */
+async function startServer(program: string, args: readonly string[], dir: string, signal: AbortSignal | undefined): Promise<RunResult> {
+  throwIfAborted(signal);
+  const { child, result } = launch(program, args);
+  let ended = false;
+  const end = (): void => {
+    ended = true;
+  };
+  result.then(end, end);
+  const stop = async (): Promise<void> => {
+    while (!ended && !existsSync(join(dir, 'postmaster.pid'))) await new Promise((done) => setTimeout(done, 20));
+    terminate(child);
+  };
+  const onAbort = (): void => void stop();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const outcome = await result;
+    throwIfAborted(signal);
+    return outcome;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
 async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string, port: number): Promise<RecoveryOutcome> {
   const started = Date.now();
   const major = plan.manifest.pgVersion;
@@ -640,18 +839,19 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
   await giveTo(owner, logPath);
   const [ctl, ctlArgs] = asOwner(owner, pgProgram(options.pgBin, major, 'pg_ctl'), ['start', '-D', dir, '-l', logPath, '-w', '-t', '86400', '-s']);
   options.progress?.(`restore: starting PostgreSQL ${major} on port ${port} as ${owner.name}; server log ${logPath}`);
-  const start = await run(ctl, ctlArgs);
+  const start = await startServer(ctl, ctlArgs, dir, options.signal);
   const psql = pgProgram(options.pgBin, major, 'psql');
   const query = async (sql: string): Promise<string | undefined> => {
     const pidText = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => '');
     const lines = pidText.split('\n');
     const host = lines[4]?.trim() || lines[5]?.trim() || '127.0.0.1';
     const [program, args] = asOwner(owner, psql, ['-X', '-A', '-t', '-q', '-h', host === '*' ? '127.0.0.1' : host, '-p', String(port), '-U', owner.name, '-d', 'postgres', '-c', sql]);
-    const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '5', TZ: 'UTC' });
+    const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '5', TZ: 'UTC' }, options.signal);
     return result.code === 0 ? result.stdout.trim() : undefined;
   };
   let lastReport = Date.now();
   for (;;) {
+    throwIfAborted(options.signal);
     if (start.code !== 0 || (await runningPostmaster(dir)) === undefined) {
       throw new RecoveryFailedError(
         `RECOVERY FAILED: the restored server in ${dir} stopped before recovery ended (target ${describeTarget(plan.target)})\n  ${await fatalLines(logPath)}`,
@@ -707,6 +907,12 @@ export interface RestoreOptions {
   readonly keepArchiving?: boolean;
   readonly pgBin?: string;
   readonly progress?: (line: string) => void;
+  /**
+   * Stops the restore when it fires (a drill interrupted by a signal): the programs it waits on
+   * (tar, zstd, pg_ctl start, psql) are stopped and restore() rejects with abortError(signal).
+   * A server already started keeps running: stopping it is the caller's business.
+   */
+  readonly signal?: AbortSignal;
 }
 
 export interface RestoreResult {
@@ -725,6 +931,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const dir = resolve(options.targetDir);
   const owner = await resolveOwner(options.owner, dirname(dir));
   const plan = await planRestore(options.repository, options.keyring, options.target, options.pgBin);
+  throwIfAborted(options.signal);
   options.progress?.(`restore: backup ${plan.manifest.id} (consistent at ${plan.manifest.consistentAt}, ${plan.manifest.objects.length} parts, ${mib(plan.manifest.originalBytes)}) to ${describeTarget(plan.target)}${plan.lastCommit === undefined ? '' : `; last archived commit ${plan.lastCommit}`}`);
   const progress = await prepareTarget(dir, owner, plan.manifest.id, describeTarget(plan.target));
   const unpacked = progress?.state === 'unpacked' ? { done: 0, skipped: plan.manifest.objects.length } : await unpack(plan, options, owner, dir, progress);
@@ -733,7 +940,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const extra: Record<string, string> = {};
   if (options.keepArchiving !== true) extra['archive_mode'] = 'off';
   if (port !== undefined) extra['port'] = String(port);
-  const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.walFetchArgs), extra);
+  const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.walFetchArgs, localArchiveOf(options.repository, options.walFetchArgs)), extra);
   await writeRecoverySettings(dir, owner, settings, plan);
   options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);
   const result: RestoreResult = {

@@ -95,6 +95,15 @@ export interface BackupManifest {
   /** Latest commit time the backup is consistent at (the stop time): the earliest restore target. */
   readonly consistentAt: string;
   readonly compression: 'zstd' | 'gzip' | 'none';
+  /**
+   * How the objects hold the tar of the data directory. 'parts' (or absent): each object is a slice
+   * of the tar compressed on its own; its originalSize/originalSha256 are the tar slice's. 'stream':
+   * the server compressed the whole tar as one stream and the objects are consecutive slices of it;
+   * an object's originalSize/originalSha256 are those of its compressed slice (before encryption),
+   * and `tar` those of the whole tar the concatenated slices decompress to.
+   */
+  readonly layout?: 'parts' | 'stream';
+  readonly tar?: { readonly size: number; readonly sha256: string };
   /** The master key id of every encrypted object, or null when the backup is not encrypted. */
   readonly keyId: string | null;
   /** Every stored object of the backup, with the checksum of its stored bytes and of its original bytes. */
@@ -105,7 +114,7 @@ export interface BackupManifest {
     readonly originalSize: number;
     readonly originalSha256: string;
   }[];
-  /** Sum of the original sizes (the size of the data directory copy). */
+  /** The size of the tar of the data directory (the sum of the parts' original sizes, or tar.size). */
   readonly originalBytes: number;
   readonly durationMs: number;
   /** Filled in by verification and drills (rewritten atomically beside the manifest, not in it). */

@@ -4,6 +4,7 @@
  *   pgwarden backup --dsn URI --repo DIR [--key ID=FILE | --key-env ID=VAR]... [options]
  *   pgwarden backup --config FILE [--cluster C] [--node N] [--repo NAME] [options]
  *       options: [--fast] [--compression zstd|gzip|none] [--part-size MIB] [--archive-timeout SECONDS]
+ *                [--compress-on server|client]
  *   pgwarden verify [BACKUP_ID | --all] (--repo DIR [--key ...]... | --config FILE [--cluster C] [--repo NAME])
  *
  * With --config, the backup goes into the cluster's first repository and is then copied, object
@@ -37,7 +38,7 @@ import { backupPlanOf, chooseRepository, repositoryOptions, repositoryUsage } fr
 import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
-const backupUsage = 'pgwarden backup (--dsn URI --repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster C] [--node N] [--repo NAME]) [--fast] [--compression zstd|gzip|none] [--part-size MIB] [--archive-timeout SECONDS]';
+const backupUsage = 'pgwarden backup (--dsn URI --repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster C] [--node N] [--repo NAME]) [--fast] [--compression zstd|gzip|none] [--part-size MIB] [--archive-timeout SECONDS] [--compress-on server|client]';
 const verifyUsage = `pgwarden verify [BACKUP_ID | --all] ${repositoryUsage}`;
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -88,6 +89,7 @@ function parseBackup(args: readonly string[], env: Env, progress: BackupCommandO
       compression: { type: 'string' },
       'part-size': { type: 'string' },
       'archive-timeout': { type: 'string' },
+      'compress-on': { type: 'string' },
     });
     const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
     if (parsed.positionals.length > 0) throw new UsageError(`backup takes no arguments, got "${parsed.positionals.join(' ')}"`);
@@ -95,6 +97,8 @@ function parseBackup(args: readonly string[], env: Env, progress: BackupCommandO
     if (!Number.isInteger(partMib) || partMib < 1 || partMib > 4096) throw new UsageError('--part-size takes a whole number of MiB from 1 to 4096');
     const timeoutS = values['archive-timeout'] === undefined ? DEFAULT_ARCHIVE_TIMEOUT_MS / 1000 : Number(values['archive-timeout']);
     if (!Number.isFinite(timeoutS) || timeoutS <= 0) throw new UsageError('--archive-timeout takes a number of seconds above 0');
+    const compressOn = values['compress-on'] ?? 'server';
+    if (compressOn !== 'server' && compressOn !== 'client') throw new UsageError('--compress-on must be server (PostgreSQL 15+ compresses the zstd stream itself) or client');
     const configFile = values['config'] as string | undefined;
     const repo = values['repo'] as string | undefined;
     let compression = values['compression'] as string | undefined;
@@ -132,6 +136,7 @@ function parseBackup(args: readonly string[], env: Env, progress: BackupCommandO
         fast: values['fast'] === true,
         partBytes: partMib * 1024 * 1024,
         archiveTimeoutMs: timeoutS * 1000,
+        compressOn,
         ...(progress === undefined ? {} : { progress }),
       },
       copies,

@@ -12,6 +12,12 @@
  * Exit codes: 0 the drill passed; 1 it failed (one stdout line per failed check; recorded in the
  * repository all the same); 2 bad usage, or nothing to drill (no restorable backup). Progress
  * lines go to the `progress` callback (stderr).
+ *
+ * SIGTERM, SIGINT and SIGHUP interrupt a running drill (docs/drills.md, "Interrupting a drill"):
+ * it stops what it waits on, stops the restored server, removes its directory and records itself
+ * as failed, then the command exits 1 like any failed drill: the clean-up did happen, unlike a
+ * death by signal (128 + n). Further signals during the clean-up are caught too and only say that
+ * it is running: exiting then would leave the server running.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,6 +36,9 @@ import type { CommandOutput } from './show.js';
 const usage = `pgwarden drill ${repositoryUsage} [--dsn DSN] [--table SCHEMA.TABLE]... [--target-dir DIR] [--keep] [--heapallindexed] [--json]`;
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** The signals that interrupt a running drill (a service stopping, Ctrl-C, a closed terminal). */
+const interruptSignals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 export interface DrillCommandOptions {
   readonly progress?: (line: string) => void;
@@ -137,14 +146,25 @@ export async function drillCommand(args: readonly string[], options: DrillComman
     if (error instanceof UsageError) return failure(`pgwarden: drill: ${error.message}\n  usage: ${usage}`, 2);
     return failure(`pgwarden: drill: ${describe(error)}`, 2);
   }
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (!interrupt.signal.aborted) {
+      options.progress?.(`drill: ${signal}: interrupting the drill; it cleans up and records itself as failed (a few seconds)`);
+      interrupt.abort(signal);
+    } else {
+      options.progress?.(`drill: ${signal} ignored: the clean-up is still running (stopping the restored server, removing its directory, recording the drill); pgwarden exits when it is done. SIGKILL would leave the server and its directory behind`);
+    }
+  };
+  for (const signal of interruptSignals) process.on(signal, onSignal);
   try {
-    const record = await runDrill(drill);
+    const record = await runDrill({ ...drill, signal: interrupt.signal });
     if (json) return { stdout: `${JSON.stringify(record, null, 2)}\n`, stderr: '', exitCode: record.ok ? 0 : 1 };
     return report(record);
   } catch (error) {
     if (error instanceof NothingToDrillError) return failure(`pgwarden: drill: ${describe(error)}`, 2);
     return failure(`pgwarden: drill failed: ${describe(error)}`, 1);
   } finally {
+    for (const signal of interruptSignals) process.off(signal, onSignal);
     close();
   }
 }

@@ -6,19 +6,24 @@
  * duration, source, last verification and last drill. Four states: no backup plan (how to
  * configure one), reading, a repository that cannot be read (the reason and the fix), and data.
  * Under the list, the pane of the cluster's backup job (src/app/backup-actions.ts: back up now,
- * verify, drill): what runs, for how long, its last stderr lines, then how it ended.
+ * verify, drill): what runs, for how long, its last stderr lines, then how it ended. Under the
+ * archive line, WAL streaming (docs/wal-streaming.md) as the server sees it: pg_receivewal's
+ * walsender and its slot from the replication probe, not the watcher's own status, because the
+ * watcher that streams may run on another host.
  */
 import type { ReactElement } from 'react';
 import { jobElapsed, type BackupJob } from '../app/backup-actions.js';
-import { backupsConfigDoc, type BackupEntry, type BackupsView, type RepositoryData, type RepositoryState } from '../app/backup-monitor.js';
+import {
+  backupsConfigDoc, RECEIVER_APPLICATION, streamingPlanOf, type BackupEntry, type BackupsView, type RepositoryData, type RepositoryState, type StreamingPlan,
+} from '../app/backup-monitor.js';
 import { snapshotOf } from '../components/ProbeStatus.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import { formatBytes, formatCount, formatDuration } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
-import type { Archiver } from '../probes/replication.js';
+import type { Archiver, ReplicationSlot, Standby } from '../probes/replication.js';
 import type { Results } from '../probes/runner.js';
 import { listModel, ModelTable, PartsLine, ScreenFrame, since, TextLine, type Part, type Tone } from './common.js';
-import { archiveWaitingWarning } from './Replication.js';
+import { archiveWaitingWarning, lagTone } from './Replication.js';
 import type { ListModel, ScreenModule, ScreenProps } from './types.js';
 
 /** The newest backup first. */
@@ -122,6 +127,100 @@ function archiverParts(archiver: Archiver): Part[] {
     ? { text: ` · WAL waiting unknown (${archiver.waitingUnknownReason ?? 'not read'})`, tone: 'muted' }
     : { text: ` · ${formatCount(waiting)} WAL waiting`, tone: waiting > archiveWaitingWarning ? 'warning' : undefined });
   return parts;
+}
+
+/**
+ * pg_receivewal answers at every status interval (10 s by default) and whenever the server asks;
+ * no answer for three intervals means it or the network is stuck, well before the server's
+ * wal_sender_timeout (60 s by default) drops it.
+ */
+export const receiverReplyAgeWarningSeconds = 30;
+
+/** Where the docs explain streaming and its slot. */
+const streamingDoc = 'docs/wal-streaming.md';
+
+const toneRank: Readonly<Record<string, number>> = { ok: 0, warning: 1, critical: 2 };
+
+/** The worse of two tones (undefined counts as ok). */
+function worse(a: Tone | undefined, b: Tone | undefined): Tone {
+  return (toneRank[b ?? 'ok'] ?? 0) > (toneRank[a ?? 'ok'] ?? 0) ? (b ?? 'ok') : (a ?? 'ok');
+}
+
+/**
+ * The streaming status in one or two lines, from the replication probe and the plan's streaming
+ * settings: the receiver connected (state, flush lag, reply age, slot), or NOT CONNECTED with its
+ * slot's state and what to check. No line when the plan does not stream and the server shows
+ * neither a pgwarden-receivewal walsender nor the plan's slot.
+ */
+export function streamingLines(results: Results, plan: StreamingPlan, now: Date): Part[][] {
+  const data = snapshotOf(resultOf(results, 'replication'));
+  if (data === undefined) return plan.enabled ? [[{ text: 'streaming: waiting for the replication probe…', tone: 'muted' }]] : [];
+  const snapshot = data.snapshot;
+  // pg_stat_replication of a standby lists only its cascading standbys: the receiver streams from the primary.
+  if (snapshot.role === 'standby') return plan.enabled ? [[{ text: 'streaming: this node is a standby; streaming runs against the primary (switch to it to see the receiver)', tone: 'muted' }]] : [];
+  const senders = snapshot.standbys.filter((standby) => standby.application === RECEIVER_APPLICATION);
+  const slot = snapshot.slots.find((candidate) => candidate.name === plan.slot);
+  // Two receivers on one server (another config, another slot): the one on the plan's slot is ours.
+  const sender = senders.find((candidate) => slot?.activePid === candidate.pid) ?? senders[0];
+  if (sender !== undefined) return [receivingParts(sender, snapshot.slots.find((candidate) => candidate.activePid === sender.pid), plan)];
+  if (slot === undefined) return plan.enabled ? notConnectedLines(plan, undefined, now) : [];
+  // A slot of that name held by some other client, with streaming off here: not pgwarden's business.
+  if (!plan.enabled && slot.active) return [];
+  return notConnectedLines(plan, slot, now);
+}
+
+function receivingParts(sender: Standby, slot: ReplicationSlot | undefined, plan: StreamingPlan): Part[] {
+  const streaming = sender.state === null || sender.state === 'streaming';
+  // Without --synchronous pg_receivewal flushes (and reports) a segment when it completes it, so
+  // up to a segment of flush lag is normal; the replication lag levels (100 MB, 60 s) sit above it.
+  const lag = lagTone(sender.flushBytes, sender.flushLagSeconds);
+  const replyLate = sender.replyAgeSeconds !== null && sender.replyAgeSeconds >= receiverReplyAgeWarningSeconds;
+  const tone = worse(worse(lag, streaming ? 'ok' : 'warning'), replyLate || slot === undefined ? 'warning' : 'ok');
+  const lagVisible = sender.flushBytes !== null || sender.flushLagSeconds !== null;
+  return [
+    { text: `streaming: receiving (${sender.state ?? 'state not visible'})`, tone },
+    lagVisible
+      ? { text: ` · flush lag ${formatBytes(sender.flushBytes)}, ${formatDuration(sender.flushLagSeconds)}`, tone: lag }
+      : { text: ' · flush lag not visible to this role (grant it pg_monitor)', tone: 'muted' },
+    sender.replyAgeSeconds === null ? { text: '' } : { text: ` · reply ${formatDuration(sender.replyAgeSeconds)} ago`, tone: replyLate ? 'warning' : undefined },
+    // Between connecting and START_REPLICATION the walsender holds no slot yet.
+    slot === undefined ? { text: ` · holds no slot (expected ${plan.slot})`, tone: 'warning' } : { text: ` · slot ${slot.name}` },
+    plan.enabled ? { text: '' } : { text: " · streaming is not enabled in this console's config", tone: 'muted' },
+  ];
+}
+
+function slotStateParts(slot: ReplicationSlot, now: Date): Part {
+  if (slot.active) return { text: ` · slot ${slot.name} is held by pid ${slot.activePid ?? '?'}, not by ${RECEIVER_APPLICATION}`, tone: 'warning' };
+  // Before PostgreSQL 17 the probe dates it from when it first saw the slot inactive: "for 0ms" says nothing.
+  const seconds = slot.inactiveSince === null ? 0 : Math.floor((now.getTime() - slot.inactiveSince.getTime()) / 1000);
+  const inactive = seconds >= 1 ? ` for ${formatDuration(seconds)}` : '';
+  return {
+    text: ` · slot ${slot.name} inactive${inactive}, retaining ${formatBytes(slot.retainedBytes)} of WAL on the server (wal_status ${slot.walStatus ?? '?'})`,
+    tone: slot.walStatus === 'lost' ? 'critical' : 'warning',
+  };
+}
+
+function notConnectedLines(plan: StreamingPlan, slot: ReplicationSlot | undefined, now: Date): Part[][] {
+  const head: Part = plan.enabled
+    ? { text: 'streaming: NOT CONNECTED', tone: 'critical' }
+    : { text: "streaming: not connected (not enabled in this console's config)", tone: 'warning' };
+  if (slot === undefined) {
+    return [
+      [head, { text: ` · slot ${plan.slot} does not exist`, tone: 'critical' }],
+      [{ text: `  check: is \`pgwarden --watch\` running with streaming for this cluster? It creates the slot when it starts pg_receivewal; its log says why it did not (${streamingDoc})`, tone: 'warning' }],
+    ];
+  }
+  let advice: string;
+  if (slot.walStatus === 'lost') {
+    advice = `  fix: the slot lost WAL the receiver never got (only archive_command archived it): select pg_drop_replication_slot('${slot.name}'); the receiver creates it again at its next start (${streamingDoc})`;
+  } else if (slot.active) {
+    advice = `  check: which client holds slot ${slot.name} (pg_stat_replication, pid ${slot.activePid ?? '?'}): pgwarden's receiver cannot stream on it meanwhile (${streamingDoc})`;
+  } else if (plan.enabled) {
+    advice = `  check: is \`pgwarden --watch\` running? Its log says why pg_receivewal stopped; meanwhile the slot keeps WAL on the server (cap it with max_slot_wal_keep_size, ${streamingDoc})`;
+  } else {
+    advice = `  check: if a watcher elsewhere streams this cluster, is it running? If nothing streams it any more, drop the slot: select pg_drop_replication_slot('${slot.name}') (${streamingDoc})`;
+  }
+  return [[head, slotStateParts(slot, now)], [{ text: advice, tone: slot.walStatus === 'lost' ? 'critical' : 'warning' }]];
 }
 
 /** The recovery window of one repository in a line, then a line per gap and timeline fork. */
@@ -246,6 +345,7 @@ function BackupsScreen(props: ScreenProps): ReactElement {
       viewState.filter === null ? { text: '' } : { text: ` · filter ${viewState.filter.text}: ${model.rows.length} rows`, tone: 'accent' },
     ],
     archiveLine(props.results),
+    ...streamingLines(props.results, streamingPlanOf(view), now),
   ];
   const repositories = view.repositories.flatMap((state) => repositoryLines(state, now));
   const anyData = view.repositories.some((state) => dataOf(state) !== null);

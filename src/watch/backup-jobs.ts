@@ -14,9 +14,14 @@
  *
  * The check: every `catalogIntervalMs` and after each job, the catalog of the cluster's first
  * repository is read and backupFindings() evaluated as a cluster-wide evaluation (node "*").
+ *
+ * Streaming: the clusters whose plan enables it get a WalReceiver, reconciled with the config at
+ * every step, so that a reload (SIGHUP) starts, stops and restarts receivers as the file now says
+ * (one `wal_streaming` event and log line per change).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Evaluation } from '../alerts/types.js';
@@ -25,13 +30,14 @@ import { readCatalog } from '../backup/catalog.js';
 import { previousRun } from '../backup/cron.js';
 import { loadKeyring } from '../backup/keys.js';
 import { openRepository } from '../backup/repository/index.js';
-import { WalReceiver } from '../backup/wal/receive.js';
+import { defaultSlotName, WalReceiver, type WalReceiverState } from '../backup/wal/receive.js';
+import { parseWalFileName } from '../backup/wal/segment.js';
 import { recoveryWindow, windowProblems } from '../backup/window.js';
 import { backupFindings, type BackupStatus } from '../checks/backups.js';
 import { clusterWideNode } from '../checks/primary.js';
 import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
 import { redact } from '../config/redact.js';
-import type { ClusterConfig, Config } from '../config/types.js';
+import type { Config, NodeConfig } from '../config/types.js';
 import { messageOf } from '../errors.js';
 
 export type JobKind = 'full' | 'logical' | 'drill' | 'expire';
@@ -40,6 +46,7 @@ export type JobKind = 'full' | 'logical' | 'drill' | 'expire';
 export interface JobRecord {
   readonly startedAt: string;
   readonly finishedAt: string | null;
+  /** null while it runs, and when the watcher's own stop interrupted it (finishedAt set). */
   readonly ok: boolean | null;
   readonly exitCode: number | null;
   /** The last line the job printed (stdout on success, stderr on failure), redacted. */
@@ -79,6 +86,41 @@ interface ClusterJobs {
   restorable: boolean | undefined;
 }
 
+/** What a receiver is built from; a change to any of them restarts it. */
+type StreamingPart = 'connection' | 'slot' | 'spool dir' | 'repositories' | 'keys' | 'compression';
+
+/** The receiver one cluster should have according to the config. */
+export interface StreamingTarget {
+  /** The config it was read from: the watcher passes a new object only when a reload took one. */
+  readonly config: Config;
+  readonly node: NodeConfig;
+  readonly plan: BackupPlan;
+  readonly slot: string;
+  readonly spoolDir: string;
+  /** As `pgwarden wal push --config` compresses (src/cli/wal.ts): the same objects whichever path stored them. */
+  readonly compression: 'gzip' | 'auto';
+  /**
+   * Per part, what it depends on: a hash where the value may hold a secret (the connection's
+   * password, the repositories' settings, the key sources); names where it cannot (slot, spool dir,
+   * compression), so that the reason of a restart can show the old and new values.
+   */
+  readonly parts: Readonly<Record<StreamingPart, string>>;
+}
+
+/** A cluster's receiver as started. */
+interface Streaming {
+  readonly target: StreamingTarget;
+  /** undefined: it could not even be built (a key that cannot be read, a repository that cannot be opened). */
+  readonly receiver: WalReceiver | undefined;
+  /** Closes the repositories it pushes to. */
+  readonly close: () => void;
+  /** Why it did not start; such a receiver is retried at the next reload, not at every step. */
+  failure: string | undefined;
+}
+
+/** The `change` of a `wal_streaming` event. */
+export type StreamingChange = 'started' | 'stopped' | 'restarted';
+
 const stateFile = 'backup-jobs.json';
 const scheduledKinds: readonly Exclude<JobKind, 'expire'>[] = ['full', 'logical', 'drill'];
 /** At most one progress event per job and interval (a backup prints a line every 2 s). */
@@ -110,11 +152,52 @@ export function jobDue(expression: string | null, timeZone: string, lastStart: D
   return previous.getTime() > (lastStart ?? since).getTime();
 }
 
+function hash(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+/** The receiver the config asks for, or why there is none. */
+export function streamingTarget(config: Config, cluster: string, stateDir: string): StreamingTarget | { readonly off: string } {
+  const entry = config.clusters.find((candidate) => candidate.name === cluster);
+  if (entry === undefined) return { off: 'the cluster is no longer in the config' };
+  const plan = resolveBackupPlan(config, cluster);
+  if (plan === undefined) return { off: 'no backups settings cover the cluster any more' };
+  if (!plan.streaming.enabled) return { off: 'streaming.enabled is off' };
+  if (plan.repositories.length === 0) return { off: 'the cluster has no repository' };
+  const node = entry.nodes[0];
+  if (node === undefined) return { off: 'the cluster has no node' };
+  const slot = plan.streaming.slot ?? defaultSlotName(cluster);
+  const spoolDir = plan.streaming.spoolDir ?? join(stateDir, 'wal-spool', cluster);
+  const compression = plan.compression === 'gzip' ? 'gzip' : 'auto';
+  return {
+    config, node, plan, slot, spoolDir, compression,
+    parts: {
+      connection: hash(node.connection),
+      slot,
+      'spool dir': spoolDir,
+      repositories: hash(plan.repositories),
+      keys: hash(plan.keys),
+      compression,
+    },
+  };
+}
+
+/** Why a receiver must restart: each part that changed, old → new where that is no secret; empty when none did. */
+export function streamingDifferences(before: StreamingTarget, after: StreamingTarget): string[] {
+  const shown: ReadonlySet<StreamingPart> = new Set(['slot', 'spool dir', 'compression']);
+  return (Object.keys(after.parts) as StreamingPart[])
+    .filter((part) => before.parts[part] !== after.parts[part])
+    .map((part) => (shown.has(part) ? `${part} ${before.parts[part]} → ${after.parts[part]}` : `${part} changed`));
+}
+
 export class BackupJobs {
   private readonly clusters = new Map<string, ClusterJobs>();
   /** pg_receivewal streaming of the clusters that enable it, and the repositories it pushes to. */
-  private readonly receivers = new Map<string, { receiver: WalReceiver; close: () => void }>();
-  private readonly streamingTried = new Set<string>();
+  private readonly streams = new Map<string, Streaming>();
+  /** A start, stop or restart in flight, by cluster: the next change of that cluster waits for its end. */
+  private readonly streamChanges = new Map<string, Promise<void>>();
+  /** Whether a step reconciled the receivers yet: the first start is the configured one, later ones come from a reload. */
+  private streamingReconciled = false;
   private state: JobState = {};
   private readonly since: Date;
   private readonly now: () => Date;
@@ -139,9 +222,10 @@ export class BackupJobs {
     return this.state;
   }
 
-  /** Starts the catalog reads and the jobs that are due. */
+  /** Starts the catalog reads and the jobs that are due, and brings the WAL receivers in line with the config. */
   startDue(config: Config, now: Date): void {
     if (this.stopped) return;
+    this.reconcileStreaming(config);
     for (const cluster of config.clusters) {
       const plan = resolveBackupPlan(config, cluster.name);
       if (plan === undefined || plan.repositories.length === 0) continue;
@@ -152,11 +236,6 @@ export class BackupJobs {
         jobs.reading = this.evaluate(plan, now).finally(() => {
           jobs.reading = undefined;
         });
-      }
-      if (plan.streaming.enabled && !this.streamingTried.has(cluster.name)) {
-        // Tried once per run: a cluster whose streaming cannot start says so once, not at every tick.
-        this.streamingTried.add(cluster.name);
-        this.startReceiver(cluster, plan);
       }
       if (jobs.running !== undefined) continue;
       const next = jobs.queue.shift() ?? this.dueKind(plan, jobs, now);
@@ -201,9 +280,11 @@ export class BackupJobs {
       }
       const finished = this.now();
       const ok = exitCode === 0;
-      this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok, exitCode, summary });
-      this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: ok ? 'succeeded' : 'failed', exit_code: exitCode, duration_ms: finished.getTime() - started.getTime(), summary });
-      this.options.log(`${label} ${ok ? 'succeeded' : `FAILED (exit ${exitCode})`} in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s${summary === '' ? '' : `: ${summary}`}`);
+      // Stopped by the watcher's own stop (SIGTERM to the job): not a failure of the job; ok stays null.
+      const interrupted = !ok && this.stopped;
+      this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok: interrupted ? null : ok, exitCode, summary });
+      this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: ok ? 'succeeded' : interrupted ? 'interrupted' : 'failed', exit_code: exitCode, duration_ms: finished.getTime() - started.getTime(), summary });
+      this.options.log(`${label} ${ok ? 'succeeded' : interrupted ? `interrupted by the watcher's stop (exit ${exitCode})` : `FAILED (exit ${exitCode})`} in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s${summary === '' ? '' : `: ${summary}`}`);
       if (ok && (kind === 'full' || kind === 'logical') && !jobs.queue.includes('expire')) jobs.queue.push('expire');
       await this.save();
       // The check sees the job's result and the new catalog at the next tick.
@@ -299,28 +380,121 @@ export class BackupJobs {
     this.options.onEvaluation({ cluster: plan.cluster, node: clusterWideNode, checks: ['backups'], findings: backupFindings(plan, status, now) });
   }
 
-  /** Streams the cluster's WAL from its first node with pg_receivewal into every repository (docs/wal-streaming.md). */
-  private startReceiver(cluster: ClusterConfig, plan: BackupPlan): void {
-    const node = cluster.nodes[0];
-    if (node === undefined) return;
-    const env = this.options.env ?? process.env;
-    try {
-      const repositories = plan.repositories.map((repository) => openRepository(repository.spec, env, repository.name));
-      const receiver = new WalReceiver({
-        connection: node.connection,
-        cluster: cluster.name,
-        slot: plan.streaming.slot,
-        spoolDir: plan.streaming.spoolDir ?? join(this.options.stateDir, 'wal-spool', cluster.name),
-        repositories,
-        keyring: plan.keys.length === 0 ? undefined : loadKeyring(plan.keys, env),
-        log: (line) => this.options.log(`${cluster.name}: wal streaming: ${redact(line)}`),
-        onEvent: (event) => this.options.emit({ ...event, type: 'wal_receiver', event: event.type, cluster: cluster.name }),
-      });
-      this.receivers.set(cluster.name, { receiver, close: () => repositories.forEach((repository) => repository.close()) });
-      void receiver.start().catch((error: unknown) => this.options.log(`${cluster.name}: wal streaming: ${redact(messageOf(error))}`));
-    } catch (error) {
-      this.options.log(`${cluster.name}: wal streaming cannot start: ${redact(messageOf(error))}`);
+  /**
+   * Starts the receivers the config asks for and has none, stops those it no longer asks for, and
+   * restarts those whose connection, slot, spool dir, repositories, keys or compression changed.
+   * A receiver that did not start is retried when the config is reloaded (a new Config object),
+   * not at every step: it says once why, and the DBA fixes the cause and reloads.
+   */
+  private reconcileStreaming(config: Config): void {
+    const startUp = !this.streamingReconciled;
+    this.streamingReconciled = true;
+    const names = new Set([...config.clusters.map((cluster) => cluster.name), ...this.streams.keys()]);
+    for (const cluster of names) {
+      // One change at a time per cluster: the spool dir and the slot belong to one receiver at a time.
+      if (this.streamChanges.has(cluster)) continue;
+      const current = this.streams.get(cluster);
+      const wanted = streamingTarget(config, cluster, this.options.stateDir);
+      let change: Promise<void> | undefined;
+      if ('off' in wanted) {
+        if (current !== undefined) change = this.stopStreaming(cluster, current, wanted.off);
+      } else if (current === undefined) {
+        change = this.startStreaming(cluster, wanted, 'started', startUp ? 'streaming.enabled is set' : 'enabled by the reloaded config');
+      } else {
+        const differences = streamingDifferences(current.target, wanted);
+        const failure = current.failure ?? (current.receiver?.status().state === 'failed' ? current.receiver.status().lastError ?? 'failed' : undefined);
+        if (differences.length > 0) change = this.restartStreaming(cluster, current, wanted, differences.join(', '));
+        else if (failure !== undefined && current.target.config !== config) change = this.restartStreaming(cluster, current, wanted, `retried after the config reload; it had failed: ${failure}`);
+      }
+      if (change === undefined) continue;
+      this.streamChanges.set(cluster, change.catch((error: unknown) => this.options.log(`${cluster}: wal streaming: ${redact(messageOf(error))}`)).finally(() => {
+        this.streamChanges.delete(cluster);
+      }));
     }
+  }
+
+  /** Builds and starts the cluster's receiver; streaming from its first node with pg_receivewal into every repository (docs/wal-streaming.md). */
+  private async startStreaming(cluster: string, target: StreamingTarget, change: Exclude<StreamingChange, 'stopped'>, reason: string, after = ''): Promise<void> {
+    const env = this.options.env ?? process.env;
+    const opened: { close(): void }[] = [];
+    const close = (): void => opened.forEach((repository) => repository.close());
+    let streaming: Streaming;
+    try {
+      const repositories = target.plan.repositories.map((repository) => {
+        const opening = openRepository(repository.spec, env, repository.name);
+        opened.push(opening);
+        return opening;
+      });
+      const receiver = new WalReceiver({
+        connection: target.node.connection,
+        cluster,
+        slot: target.slot,
+        spoolDir: target.spoolDir,
+        repositories,
+        keyring: target.plan.keys.length === 0 ? undefined : loadKeyring(target.plan.keys, env),
+        compression: target.compression,
+        log: (line) => this.options.log(`${cluster}: wal streaming: ${redact(line)}`),
+        onEvent: (event) => this.options.emit({ ...event, type: 'wal_receiver', event: event.type, cluster }),
+      });
+      streaming = { target, receiver, close, failure: undefined };
+    } catch (error) {
+      close();
+      streaming = { target, receiver: undefined, close: () => undefined, failure: redact(messageOf(error)) };
+    }
+    this.streams.set(cluster, streaming);
+    if (streaming.receiver !== undefined) {
+      try {
+        await streaming.receiver.start();
+      } catch (error) {
+        streaming.failure = redact(messageOf(error));
+      }
+    }
+    const status = streaming.receiver?.status();
+    if (streaming.failure === undefined && status?.state === 'failed') streaming.failure = status.lastError ?? 'failed';
+    const state: WalReceiverState = streaming.failure === undefined ? (status?.state ?? 'failed') : 'failed';
+    const where = `slot ${target.slot}, spool ${target.spoolDir}`;
+    if (streaming.failure !== undefined) {
+      this.options.log(`${cluster}: wal streaming ${change === 'started' ? 'did not start' : 'did not restart'} (${reason}; ${where}): ${streaming.failure}; fix the cause, then reload the config (SIGHUP) to retry${after}`);
+    } else {
+      // 'restarting': pg_receivewal could not connect yet; the receiver retries by itself with back-off.
+      const waiting = state === 'restarting' ? `; not streaming yet, retrying: ${redact(status?.lastError ?? 'unknown')}` : '';
+      this.options.log(`${cluster}: wal streaming ${change}: ${reason} (${where})${waiting}${after}`);
+    }
+    this.options.emit({ type: 'wal_streaming', cluster, change, reason, slot: target.slot, spoolDir: target.spoolDir, state, error: streaming.failure ?? null });
+  }
+
+  /**
+   * Stops the receiver fully (pg_receivewal ended, completed files pushed) and closes its
+   * repositories. Returns what it leaves behind, which nothing removes silently (DESIGN §7 rule 3):
+   * files not yet pushed, and its slot, which keeps WAL on the server until dropped.
+   */
+  private async stopReceiver(cluster: string, streaming: Streaming): Promise<{ readonly files: string; readonly slot: string }> {
+    await streaming.receiver?.stop().catch((error: unknown) => this.options.log(`${cluster}: wal streaming: stopping: ${redact(messageOf(error))}`));
+    streaming.close();
+    this.streams.delete(cluster);
+    const { slot, spoolDir } = streaming.target;
+    // Completed files a push failed for, and the segment pg_receivewal was writing: only a receiver on this spool pushes them.
+    const waiting = streaming.receiver?.status().waiting ?? 0;
+    const partial = (await readdir(spoolDir).catch(() => [])).filter((name) => parseWalFileName(name)?.kind === 'partial').length;
+    return {
+      files: waiting + partial > 0 ? `; ${waiting + partial} WAL file(s) not in every repository stay in ${spoolDir}${partial > 0 ? ' (with the unfinished .partial segment)' : ''}` : '',
+      // A receiver that never started never created its slot.
+      slot: streaming.failure !== undefined ? '' : `; the slot ${slot} stays on the server and keeps WAL until dropped: select pg_drop_replication_slot('${slot}') unless streaming resumes on it`,
+    };
+  }
+
+  private async stopStreaming(cluster: string, streaming: Streaming, reason: string): Promise<void> {
+    const left = await this.stopReceiver(cluster, streaming);
+    this.options.log(`${cluster}: wal streaming stopped: ${reason}${left.files}${left.slot}`);
+    this.options.emit({ type: 'wal_streaming', cluster, change: 'stopped', reason, slot: streaming.target.slot, spoolDir: streaming.target.spoolDir, state: 'stopped', error: null });
+  }
+
+  /** The old receiver stops completely before the new one starts: the spool dir and the slot are exclusive. */
+  private async restartStreaming(cluster: string, streaming: Streaming, target: StreamingTarget, reason: string): Promise<void> {
+    const left = await this.stopReceiver(cluster, streaming);
+    // What the new receiver takes over (the same spool, the same slot) is not left behind.
+    const behind = `${target.spoolDir === streaming.target.spoolDir ? '' : left.files}${target.slot === streaming.target.slot ? '' : left.slot.replace('; the slot', '; the old slot')}`;
+    await this.startStreaming(cluster, target, 'restarted', reason, behind);
   }
 
   /** Stops: running jobs get SIGTERM (each CLI leaves its repository consistent) and are awaited. */
@@ -328,11 +502,13 @@ export class BackupJobs {
     this.stopped = true;
     const running = [...this.clusters.values()].flatMap((jobs) => (jobs.running === undefined ? [] : [jobs.running]));
     for (const job of running) job.child?.kill('SIGTERM');
-    await Promise.all([...this.receivers.values()].map(async ({ receiver, close }) => {
-      await receiver.stop().catch(() => undefined);
+    // A start in flight ends first, so that its receiver is stopped too.
+    await Promise.all(this.streamChanges.values());
+    await Promise.all([...this.streams.values()].map(async ({ receiver, close }) => {
+      await receiver?.stop().catch(() => undefined);
       close();
     }));
-    this.receivers.clear();
+    this.streams.clear();
     await Promise.all(running.map((job) => job.done));
     await Promise.all([...this.clusters.values()].flatMap((jobs) => (jobs.reading === undefined ? [] : [jobs.reading])));
   }

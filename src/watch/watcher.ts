@@ -622,6 +622,7 @@ export class Watcher {
       }
     }
     if (!same(previous.health, next.health)) changes.push('application health checks changed');
+    if (!same(previous.backups, next.backups)) changes.push('backups changed');
     if (added.length > 0) changes.push(`nodes added: ${added.join(', ')}`);
     if (removed.length > 0) changes.push(`nodes removed: ${removed.join(', ')}`);
     if (reopened.length > 0) changes.push(`nodes reopened: ${reopened.join(', ')}`);

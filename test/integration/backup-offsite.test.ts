@@ -90,10 +90,9 @@ describe('local plus off-site repositories', () => {
 
   it('with the local repository lost, the off-site copy verifies and restores every archived commit', async () => {
     await primary.sql("insert into orders select i, 'after' from generate_series(101, 150) i");
-    await primary.sql('select pg_switch_wal()');
-    const newest = (await primary.psql('select pg_walfile_name(pg_current_wal_lsn())')).trim();
-    const previous = `${newest.slice(0, 16)}${(BigInt(`0x${newest.slice(16)}`) - 1n).toString(16).toUpperCase().padStart(8, '0')}`;
-    await waitFor('the segment with the last inserts off-site', async () => (await offsiteKeys('wal/00000001/')).some((key) => key.startsWith(previous)));
+    // The segment the switch closes is the one holding the inserts.
+    const closed = (await primary.psql('select pg_walfile_name(pg_switch_wal())')).trim();
+    await waitFor('the segment with the last inserts off-site', async () => (await offsiteKeys('wal/00000001/')).some((key) => key.startsWith(closed)));
 
     await rm(local, { recursive: true, force: true });
     const verify = await run(['verify', '--config', configFile, '--cluster', 'prod', '--repo', 'offsite']);

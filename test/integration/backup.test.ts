@@ -41,6 +41,9 @@ interface Manifest {
   readonly timeline: number;
   readonly keyId: string | null;
   readonly compression: string;
+  readonly layout?: string;
+  readonly tar?: { readonly size: number; readonly sha256: string };
+  readonly originalBytes: number;
   readonly objects: readonly { key: string; size: number; sha256: string; originalSize: number }[];
 }
 
@@ -78,24 +81,50 @@ afterAll(async () => {
 });
 
 describe('pgwarden backup', () => {
-  it('stores the data directory in parts with a manifest written last, and the archive holds its WAL from start to stop', async () => {
-    const run = await pgwarden(['backup', '--dsn', dsnOf(primary), '--repo', repo, '--fast', '--part-size', '8']);
+  it('from PostgreSQL 15 the server compresses: the parts are slices of one zstd stream, the manifest written last, the archive holds the WAL from start to stop', async () => {
+    const run = await pgwarden(['backup', '--dsn', dsnOf(primary), '--repo', repo, '--fast', '--part-size', '1']);
     expect(run.code, run.stderr).toBe(0);
     plainId = run.stdout.trim();
     expect(plainId).toMatch(/^\d{8}T\d{6}Z-full$/);
+    expect(run.stderr).toContain('(compressed by the server)');
     expect(run.stderr).toContain('waiting for the WAL');
 
     const manifest = await manifestOf(repo, plainId);
-    expect(manifest).toMatchObject({ id: plainId, compression: 'zstd', keyId: null, timeline: 1, source: { standby: false } });
+    expect(manifest).toMatchObject({ id: plainId, compression: 'zstd', layout: 'stream', keyId: null, timeline: 1, source: { standby: false } });
     expect(manifest.objects.length).toBeGreaterThanOrEqual(2);
     const files = await backupFiles(repo, plainId);
     expect(files).toEqual([...manifest.objects.map((object) => object.key.split('/').pop()), 'manifest.json'].sort());
-    for (const object of manifest.objects.slice(0, -1)) expect(object.originalSize).toBe(8 * 1024 * 1024);
+    for (const object of manifest.objects.slice(0, -1)) expect(object.size).toBe(1024 * 1024);
+    expect(manifest.tar!.size).toBe(manifest.originalBytes);
 
     const wal = await readdir(join(repo, 'wal', '00000001'));
     expect(wal).toContain(`${manifest.startWal}.zst`);
     expect(wal).toContain(`${manifest.stopWal}.zst`);
     expect(manifest.stopWal >= manifest.startWal).toBe(true);
+
+    // docs/backups.md: the parts concatenated in order, decompressed as one stream, into tar -x.
+    const target = await scratch.dir('rebuilt-stream');
+    const parts = manifest.objects.map((object) => join(repo, object.key)).join(' ');
+    const { stdout: tarSha } = await execFileAsync('sh', ['-c', `cat ${parts} | zstd -dqc | sha256sum`]);
+    expect(tarSha.split(' ')[0]).toBe(manifest.tar!.sha256);
+    await execFileAsync('sh', ['-c', `cat ${parts} | zstd -dqc | tar -x -C ${target}`]);
+    const label = await readFile(join(target, 'backup_label'), 'utf8');
+    expect(label).toContain(`(file ${manifest.startWal})`);
+    expect((await readFile(join(target, 'PG_VERSION'), 'utf8')).trim()).toBe('15');
+    // -X fetch: the WAL from start to stop is in the tar too, so the server never waited for its archiver.
+    expect(await readdir(join(target, 'pg_wal'))).toContain(manifest.startWal);
+  });
+
+  it('--compress-on client: each part is a slice of the tar compressed on its own', async () => {
+    const run = await pgwarden(['backup', '--dsn', dsnOf(primary), '--repo', repo, '--fast', '--part-size', '8', '--compress-on', 'client']);
+    expect(run.code, run.stderr).toBe(0);
+    const id = run.stdout.trim();
+    expect(run.stderr).not.toContain('compressed by the server');
+    const manifest = await manifestOf(repo, id);
+    expect(manifest).toMatchObject({ id, compression: 'zstd', keyId: null });
+    expect(manifest.layout).toBeUndefined();
+    expect(manifest.objects.length).toBeGreaterThanOrEqual(2);
+    for (const object of manifest.objects.slice(0, -1)) expect(object.originalSize).toBe(8 * 1024 * 1024);
 
     // docs/backups.md: decompress the parts in order, concatenated, into tar -x.
     const target = await scratch.dir('rebuilt');
@@ -103,8 +132,9 @@ describe('pgwarden backup', () => {
     await execFileAsync('sh', ['-c', `for f in ${parts}; do zstd -dqc "$f"; done | tar -x -C ${target}`]);
     const label = await readFile(join(target, 'backup_label'), 'utf8');
     expect(label).toContain(`(file ${manifest.startWal})`);
-    expect((await readFile(join(target, 'PG_VERSION'), 'utf8')).trim()).toBe('15');
     expect((await readdir(join(target, 'global'))).includes('pg_control')).toBe(true);
+    const verify = await pgwarden(['verify', id, '--repo', repo]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 
   it('verifies the backup, then names the corrupted object and exits 1', async () => {
@@ -217,6 +247,12 @@ describe('pgwarden backup', () => {
     const standby = await createStandby(primary, { name: 'backup-promoted', settings: { archive_mode: 'off' } });
     try {
       const before = new Set(await readdir(join(repo, 'backups')));
+      // The standby's replay position inside a segment the primary has not archived yet: the backup's stop WAL.
+      const [written] = await primary.sql("insert into t values ((select max(id) + 1 from t), 'z'); select pg_current_wal_lsn()::text as lsn");
+      await waitFor('the standby to replay the insert', async () => {
+        const [row] = await standby.sql(`select pg_last_wal_replay_lsn() >= '${String(written?.['lsn'])}'::pg_lsn as done`);
+        return row?.['done'] === true;
+      });
       const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, pgwardenBin, 'backup', '--dsn', dsnOf(standby), '--repo', repo, '--fast', '--archive-timeout', '60'], { cwd: tmpdir() });
       let stdout = '';
       let stderr = '';

@@ -8,7 +8,7 @@
 // ok:false and leaves no directory or server behind. Usage errors and an empty repository exit 2.
 // Every pgwarden run happens as the postgres user, who owns the repository and the restored copy.
 import { execFile } from 'node:child_process';
-import { chown, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,10 +45,6 @@ async function processesUsing(path: string): Promise<string[]> {
   return stdout.split('\n').filter((line) => line.includes(path));
 }
 
-async function writeForPostgres(path: string, text: string): Promise<void> {
-  await writeFile(path, text, { mode: 0o644 });
-  await chown(path, ...(await scratch.owner()));
-}
 
 beforeAll(async () => {
   repo = await scratch.dir('repo');
@@ -112,7 +108,7 @@ describe('pgwarden drill', () => {
 
   it('fails on a custom SQL check at its critical level and a configured table missing from the backup: exit 1, one line each, recorded, cleaned up', async () => {
     const configFile = join(work, 'config.json');
-    await writeForPostgres(configFile, JSON.stringify({
+    await scratch.writeFile(configFile, JSON.stringify({
       clusters: [{ name: 'prod', nodes: [{ name: 'db1', dsn: `postgresql://postgres@${primary.host}:${primary.port}/postgres` }] }],
       backups: {
         repositories: [{ name: 'local', type: 'local', path: repo }],

@@ -1,7 +1,8 @@
 // WAL archiving end to end (issue 5 item 3, DESIGN §7 rules 1, 2, 4, 5): a real cluster whose
-// archive_command is `pgwarden wal push`, a second cluster refused by the same archive, a push
-// killed with SIGKILL halfway through its upload, fetches of missing and corrupted files, and a
-// standby restored from a base backup that replays the archive through `pgwarden wal fetch`.
+// archive_command is `pgwarden wal push`, a second cluster refused by the same archive, copies of
+// a switched segment that differ after or before its switch record, a push killed with SIGKILL
+// halfway through its upload, fetches of missing and corrupted files, and a standby restored from
+// a base backup that replays the archive through `pgwarden wal fetch`.
 // Every pgwarden run happens as the postgres user, as PostgreSQL runs it.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -60,9 +61,32 @@ async function objectsUnder(dir: string): Promise<string[]> {
   return (await filesUnder(dir)).filter((file) => !file.split('/').some((part) => part.startsWith('.')));
 }
 
+/** Where the switch record of each segment the primary closed ends, as the server reports it. */
+const switchEnds = new Map<string, number>();
+
 async function switchWal(cluster: TestCluster): Promise<string> {
-  const rows = await cluster.sql('select pg_walfile_name(pg_switch_wal()) as name');
-  return String(rows[0]?.['name']);
+  const rows = await cluster.sql('select file_name, file_offset from pg_walfile_name_offset(pg_switch_wal())');
+  const name = String(rows[0]?.['file_name']);
+  // Another cluster's segments have the same names.
+  if (cluster === primary) switchEnds.set(name, Number(rows[0]?.['file_offset']));
+  return name;
+}
+
+/** A copy of an archived segment with `change` applied, owned by postgres, in a directory of its own. */
+async function alteredCopy(name: string, label: string, change: (bytes: Buffer) => void): Promise<string> {
+  const dir = await postgresDir(label);
+  const bytes = await readFile(join(copies, name));
+  change(bytes);
+  await writeFile(join(dir, name), bytes);
+  await chown(join(dir, name), ...postgresIds);
+  return join(dir, name);
+}
+
+/** The refusal of rule 2, on one stderr line. */
+function expectRefusedAsDifferent(run: Run, name: string): void {
+  expect(run.code).toBe(1);
+  expect(run.stderr).toMatch(new RegExp(`^pgwarden: wal push .*${name} failed: refused: ${name} is archived already with different contents .* an archived name is never overwritten; fix: `));
+  expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
 }
 
 async function waitArchived(cluster: TestCluster, name: string): Promise<void> {
@@ -138,15 +162,42 @@ describe('wal push as archive_command', () => {
     expect(gzip, gzip.stderr).toMatchObject({ code: 0, stderr: '' });
     expect((await objectsUnder(repo)).filter((file) => file.includes(name!))).toEqual([`wal/00000001/${name}.zst`]);
 
-    const forged = await postgresDir('forged');
-    const bytes = await readFile(join(copies, name!));
-    bytes[5 * 1024 * 1024] = (bytes[5 * 1024 * 1024]! + 1) % 256; // a valid header, different contents
-    await writeFile(join(forged, name!), bytes);
-    await chown(join(forged, name!), ...postgresIds);
-    const refused = await pgwardenAsPostgres(['wal', 'push', '--repo', repo, join(forged, name!)], primary.dataDir);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(new RegExp(`^pgwarden: wal push .*${name} failed: refused: ${name} is archived already with different contents .* an archived name is never overwritten; fix: `));
-    expect(refused.stderr.trimEnd().split('\n')).toHaveLength(1);
+    // A valid header, different WAL: a byte in the middle of the segment's records.
+    const middle = Math.floor(switchEnds.get(name!)! / 2);
+    const forged = await alteredCopy(name!, 'forged', (bytes) => { bytes[middle] = (bytes[middle]! + 1) % 256; });
+    expectRefusedAsDifferent(await pgwardenAsPostgres(['wal', 'push', '--repo', repo, forged], primary.dataDir), name!);
+    expect((await readFile(key)).equals(before)).toBe(true);
+  });
+
+  it('accepts a copy that differs only after the segment\'s switch record, never replacing the stored one, and refuses one that differs before it', async () => {
+    const [name] = archived;
+    const end = switchEnds.get(name!)!;
+    expect(end).toBeGreaterThan(0);
+    expect(end).toBeLessThan(16 * 1024 * 1024 - 3 * 8192);
+    const key = join(repo, 'wal', '00000001', `${name}.zst`);
+    const before = await readFile(key);
+    // What pg_receivewal's copy may hold after the switch: anything but the server's bytes.
+    const otherTail = await alteredCopy(name!, 'other-tail', (bytes) => {
+      bytes.fill(0xa5, end, end + 3 * 8192);
+      bytes[bytes.length - 1] = 0x5a;
+    });
+    const accepted = await pgwardenAsPostgres(['wal', 'push', '--repo', repo, otherTail], primary.dataDir);
+    expect(accepted, accepted.stderr).toMatchObject({ code: 0, stderr: '' });
+    expect((await objectsUnder(repo)).filter((file) => file.includes(name!))).toEqual([`wal/00000001/${name}.zst`]);
+    expect((await readFile(key)).equals(before)).toBe(true);
+    const out = await postgresDir('tail-fetched');
+    const fetched = await pgwardenAsPostgres(['wal', 'fetch', '--repo', repo, name!, join(out, 'RECOVERYXLOG')], out);
+    expect(fetched, fetched.stderr).toMatchObject({ code: 0 });
+    expect((await readFile(join(out, 'RECOVERYXLOG'))).equals(await readFile(join(copies, name!)))).toBe(true);
+
+    // The switch record itself (its last byte is its CRC's), and the byte just before it: refused.
+    for (const [label, at] of [['switch-crc', end - 1], ['before-switch', end - 25]] as const) {
+      const changed = await alteredCopy(name!, label, (bytes) => {
+        bytes.fill(0xa5, end, end + 3 * 8192);
+        bytes[at] = bytes[at]! ^ 0x01;
+      });
+      expectRefusedAsDifferent(await pgwardenAsPostgres(['wal', 'push', '--repo', repo, changed], primary.dataDir), name!);
+    }
     expect((await readFile(key)).equals(before)).toBe(true);
   });
 
@@ -206,9 +257,19 @@ describe('an encrypted archive', () => {
     const right = await pgwardenAsPostgres(['wal', 'fetch', '--repo', sealed, '--key', `other=${join(keys, 'other.key')}`, '--key', `k1=${join(keys, 'k1.key')}`, name!, out], sealed);
     expect(right, right.stderr).toMatchObject({ code: 0, stderr: '' });
     expect((await readFile(out)).equals(await readFile(join(copies, name!)))).toBe(true);
+
+    // A copy that differs after the switch is compared with the decrypted stored copy; without the
+    // key nothing can be compared, and it is refused as different.
+    const end = switchEnds.get(name!)!;
+    const otherTail = await alteredCopy(name!, 'sealed-tail', (bytes) => { bytes.fill(0xa5, end, end + 8192); });
+    const tailWithKey = await pgwardenAsPostgres(['wal', 'push', '--repo', sealed, '--key', `k1=${join(keys, 'k1.key')}`, otherTail], primary.dataDir);
+    expect(tailWithKey, tailWithKey.stderr).toMatchObject({ code: 0, stderr: '' });
+    const tailKeyless = await pgwardenAsPostgres(['wal', 'push', '--repo', sealed, otherTail], primary.dataDir);
+    expectRefusedAsDifferent(tailKeyless, name!);
+    expect((await readFile(join(sealed, key))).equals(stored)).toBe(true);
     // Keys are named on the command line by where they live, and never printed.
     const keyText = (await readFile(join(keys, 'k1.key'), 'utf8')).trim();
-    for (const run of [push, keyless, wrong, right]) expect(run.stderr).not.toContain(keyText);
+    for (const run of [push, keyless, wrong, right, tailWithKey, tailKeyless]) expect(run.stderr).not.toContain(keyText);
   });
 });
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwardenBin, PostgresScratch } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
-import { alertEvents, parseEvents, spawnWatch, type WatchProcess } from '../support/watch.js';
+import { alertEvents, parseEvents, spawnWatch, stopWatch, type WatchProcess } from '../support/watch.js';
 
 const scratch = new PostgresScratch('watch-backups');
 let primary: TestCluster;
@@ -59,10 +59,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (watch !== undefined && watch.child.exitCode === null) {
-    watch.child.kill('SIGTERM');
-    await watch.exited;
-  }
+  await stopWatch(watch);
   await primary?.destroy();
   await scratch.cleanUp();
 });

@@ -5,7 +5,7 @@
  * cleanUp().
  */
 import { execFile } from 'node:child_process';
-import { chown, mkdtemp, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -55,6 +55,12 @@ export class PostgresScratch {
     await chown(dir, ...(await this.owner()));
     this.cleanups.push(() => rm(dir, { recursive: true, force: true }));
     return dir;
+  }
+
+  /** Writes a file (mode 0644) that postgres owns: a config or key the CLI reads as postgres. */
+  async writeFile(path: string, text: string): Promise<void> {
+    await writeFile(path, text, { mode: 0o644 });
+    await chown(path, ...(await this.owner()));
   }
 
   /** Something to undo at the end, before the directories registered earlier are removed. */

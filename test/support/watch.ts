@@ -80,3 +80,10 @@ export function spawnWatch(configFile: string, env: Readonly<Record<string, stri
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, stdout, stderr, exited };
 }
+
+/** Stops a spawned watcher that is still running (SIGTERM) and waits for its exit. */
+export async function stopWatch(watch: WatchProcess | undefined): Promise<void> {
+  if (watch === undefined || watch.child.exitCode !== null) return;
+  watch.child.kill('SIGTERM');
+  await watch.exited;
+}

@@ -1,6 +1,7 @@
 // WAL file names, the long page header of a real segment (copied from the shared server's pg_wal),
-// the archive's object keys and headers, compression round trips, and the exit codes PostgreSQL
-// reads from wal push / wal fetch.
+// the records of real segments with and without a WAL switch (from a throwaway cluster), the
+// archive's object keys and headers, compression round trips, and the exit codes PostgreSQL reads
+// from wal push / wal fetch.
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,17 +11,21 @@ import { DamagedObjectError, decodeObject, encodeObjectHeader, parseWalObjectKey
 import { compress, decompress, zstdInstalled } from '../../src/backup/wal/compress.js';
 import {
   WalFormatError,
+  crc32c,
   formatLsn,
   parseWalFileName,
   readLongPageHeader,
+  sameWalUpToSwitch,
   segmentFileName,
   segmentNumber,
   segmentProblems,
+  switchRecordEnd,
   systemIdentifierOfControlFile,
   timelineHex,
   type WalFileName,
 } from '../../src/backup/wal/segment.js';
 import { fetchExitCode, pushExitCode, walCommand, walExitCodes } from '../../src/cli/wal.js';
+import { createPrimary, type TestCluster } from '../support/cluster.js';
 
 interface Server {
   readonly dataDirectory: string;
@@ -119,6 +124,106 @@ describe('the long page header of a real segment', () => {
   it('reads the system identifier of the data directory from pg_control', async () => {
     const control = await readFile(join(server.dataDirectory, 'global', 'pg_control'));
     expect(systemIdentifierOfControlFile(control)).toBe(server.systemIdentifier);
+  });
+});
+
+describe('the records of a segment: where a WAL switch ends it', () => {
+  let cluster: TestCluster;
+  /** A segment closed by pg_switch_wal(), and the offset the server says its switch record ends at. */
+  let switched: { bytes: Buffer; end: number };
+  /** A segment filled to its end by WAL (no switch), and a copy of the one being written. */
+  let full: Buffer;
+  let current: Buffer;
+
+  async function walFile(name: string): Promise<Buffer> {
+    return readFile(join(cluster.dataDir, 'pg_wal', name));
+  }
+
+  async function insertName(): Promise<string> {
+    const [row] = await cluster.sql('select pg_walfile_name(pg_current_wal_insert_lsn()) as name');
+    return String(row?.['name']);
+  }
+
+  beforeAll(async () => {
+    cluster = await createPrimary({ name: 'wal-segment-walk' });
+    await cluster.sql('create table t (id int, note text)');
+    await cluster.sql('select pg_switch_wal()');
+    // Fill a whole segment: the WAL written after the switch runs on into the next one.
+    const filled = await insertName();
+    for (let batch = 0; (await insertName()) === filled; batch++) {
+      await cluster.sql(`insert into t select g, md5(g::text) from generate_series(${batch * 50_000}, ${batch * 50_000 + 49_999}) g`);
+    }
+    // Read it before the checkpoint below recycles it.
+    full = await walFile(filled);
+    // Full-page images after a checkpoint are records of nearly a page: they run across page headers.
+    await cluster.sql('checkpoint');
+    await cluster.sql("update t set note = note || 'x' where id % 7 = 0");
+    const open = await insertName();
+    current = await walFile(open);
+    const [row] = await cluster.sql('select file_name, file_offset from pg_walfile_name_offset(pg_switch_wal())');
+    expect(row?.['file_name']).toBe(open);
+    switched = { bytes: await walFile(open), end: Number(row?.['file_offset']) };
+  }, 120_000);
+
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('computes CRC-32C as PostgreSQL does', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32c(Buffer.from('1234'), Buffer.from('56789'))).toBe(0xe3069283);
+    expect(crc32c()).toBe(0);
+  });
+
+  it('finds the end of the switch record where pg_switch_wal() says it is', () => {
+    const pageSize = readLongPageHeader(switched.bytes).blockSize;
+    // The walk crossed pages that continue a record (the full-page images).
+    let continued = 0;
+    for (let page = pageSize; page < switched.end; page += pageSize) continued += switched.bytes.readUInt16LE(page + 2) & 0x0001;
+    expect(continued).toBeGreaterThan(0);
+    expect(switched.end).toBeGreaterThan(pageSize);
+    expect(switched.end).toBeLessThan(switched.bytes.length);
+    expect(switchRecordEnd(switched.bytes)).toBe(switched.end);
+  });
+
+  it('finds none in a full segment, the segment being written, or a part of one', () => {
+    expect(full.length).toBe(switched.bytes.length);
+    expect(switchRecordEnd(full)).toBeUndefined();
+    expect(switchRecordEnd(current)).toBeUndefined();
+    expect(switchRecordEnd(switched.bytes.subarray(0, switched.end))).toBeUndefined();
+    expect(switchRecordEnd(Buffer.alloc(switched.bytes.length))).toBeUndefined();
+  });
+
+  it('takes no corrupted record for a switch', () => {
+    // The switch record has no data: its last byte is the last byte of its CRC.
+    const badCrc = Buffer.from(switched.bytes);
+    badCrc[switched.end - 1] = badCrc[switched.end - 1]! ^ 0x01;
+    expect(switchRecordEnd(badCrc)).toBeUndefined();
+    // A byte of an earlier record: its CRC no longer matches, so the walk never reaches the switch.
+    const badEarlier = Buffer.from(switched.bytes);
+    badEarlier[Math.floor(switched.end / 2)] = badEarlier[Math.floor(switched.end / 2)]! ^ 0x01;
+    expect(switchRecordEnd(badEarlier)).toBeUndefined();
+  });
+
+  it('two copies are the same WAL when they differ only after the switch', () => {
+    const otherTail = Buffer.from(switched.bytes);
+    otherTail.fill(0xa5, switched.end + 100, switched.end + 5000);
+    otherTail[otherTail.length - 1] = 0x5a;
+    expect(otherTail.equals(switched.bytes)).toBe(false);
+    expect(switchRecordEnd(otherTail)).toBe(switched.end);
+    expect(sameWalUpToSwitch(switched.bytes, otherTail)).toBe(switched.end);
+    expect(sameWalUpToSwitch(otherTail, switched.bytes)).toBe(switched.end);
+
+    // The long header's padding is read by no check: only comparing the bytes before the switch catches it.
+    const otherPadding = Buffer.from(switched.bytes);
+    otherPadding[21] = otherPadding[21]! ^ 0xff;
+    expect(switchRecordEnd(otherPadding)).toBe(switched.end);
+    expect(sameWalUpToSwitch(switched.bytes, otherPadding)).toBeUndefined();
+    const otherRecord = Buffer.from(switched.bytes);
+    otherRecord[switched.end - 30] = otherRecord[switched.end - 30]! ^ 0x01;
+    expect(sameWalUpToSwitch(switched.bytes, otherRecord)).toBeUndefined();
+    expect(sameWalUpToSwitch(full, Buffer.from(full))).toBeUndefined();
+    expect(sameWalUpToSwitch(switched.bytes, switched.bytes.subarray(0, switched.bytes.length - 8192))).toBeUndefined();
   });
 });
 

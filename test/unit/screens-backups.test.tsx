@@ -1,13 +1,18 @@
 // The Backups screen (issue 5 item 11) over hand-made catalogs: no backup plan, reading, a
 // repository that cannot be read, and data (backups, recovery window with a gap and a fork, the
-// archiver from the replication probe), at 80×24 and 200×50.
+// archiver from the replication probe), at 80×24 and 200×50; and the WAL streaming line in each
+// of its states (receiving, late or behind, NOT CONNECTED with the slot's state, no slot, a lost
+// slot, a standby, streaming not enabled here).
 import { describe, expect, it } from 'vitest';
 import { parseFilter } from '../../src/app/state.js';
-import { backupEntries, type BackupsView, type RepositoryData, type RepositoryState } from '../../src/app/backup-monitor.js';
+import { backupEntries, type BackupsView, type RepositoryData, type RepositoryState, type StreamingPlan } from '../../src/app/backup-monitor.js';
 import type { Catalog } from '../../src/backup/catalog.js';
 import type { DrillRecord } from '../../src/backup/drill.js';
 import { recoveryWindow } from '../../src/backup/window.js';
-import { archiveLine, backupsScreen } from '../../src/screens/Backups.js';
+import type { ReplicationSlot, Standby } from '../../src/probes/replication.js';
+import type { Results } from '../../src/probes/runner.js';
+import { archiveLine, backupsScreen, receiverReplyAgeWarningSeconds, streamingLines } from '../../src/screens/Backups.js';
+import type { Part } from '../../src/screens/common.js';
 import { backupOf, catalogOf, idAt, manifestOf, walName, walRange } from '../fixtures/backup-catalog.js';
 import { fixtureNow, okResult, primaryReplication, renderScreen, resultsIn, screenProps, standbyReplication } from '../fixtures/snapshots.js';
 import type { PropsOptions } from '../fixtures/snapshots.js';
@@ -163,5 +168,107 @@ describe('archive status', () => {
     const healthy = resultsIn('ok', { replication: okResult({ ...primaryReplication, archiver: { ...primaryReplication.archiver, failing: false, failedCount: 0, lastFailedSeconds: null, lastFailedWal: null, waitingSegments: 1 } }) });
     expect(archiveLine(healthy).map((part) => part.text).join('')).toBe('archive: ok · 12,000 archived, last 6m40s ago · 0 failed · 1 WAL waiting');
     expect(archiveLine(resultsIn('pending'))[0]?.text).toBe('archive: waiting for the replication probe…');
+  });
+});
+
+describe('streaming status', () => {
+  const MB = 1024 ** 2;
+  const plan = { enabled: true, slot: 'pgwarden_main' } as const;
+  const receiver: Standby = {
+    ...primaryReplication.standbys[0]!, pid: 900, application: 'pgwarden-receivewal', client: '10.0.0.9', replayLsn: null, replayBytes: null,
+    flushBytes: 2 * MB, flushLagSeconds: 0.8, replyAgeSeconds: 1.2, lag: { bytes: null, seconds: null },
+  };
+  const slot: ReplicationSlot = { ...primaryReplication.slots[1]!, name: 'pgwarden_main', active: true, activePid: 900, retainedBytes: 3 * MB };
+  const inactiveSlot: ReplicationSlot = { ...slot, active: false, activePid: null, retainedBytes: 48 * MB, inactiveSince: at(300_000) };
+  const withStreaming = (standbys: readonly Standby[], slots: readonly ReplicationSlot[]): Results =>
+    resultsIn('ok', { replication: okResult({ ...primaryReplication, standbys: [...primaryReplication.standbys, ...standbys], slots: [...primaryReplication.slots, ...slots] }) });
+  const text = (parts: readonly Part[]): string => parts.map((part) => part.text).join('');
+  const lines = (results: Results, streaming: StreamingPlan = plan): string[] => streamingLines(results, streaming, fixtureNow).map(text);
+
+  it('receiving: state, flush lag, reply age and the slot, in the ok tone', () => {
+    const [line, ...rest] = streamingLines(withStreaming([receiver], [slot]), plan, fixtureNow);
+    expect(rest).toEqual([]);
+    expect(text(line!)).toBe('streaming: receiving (streaming) · flush lag 2.00 MB, 800ms · reply 1.2s ago · slot pgwarden_main');
+    expect(line![0]?.tone).toBe('ok');
+  });
+
+  it('receiving with a large flush lag, a late reply or catching up is a warning', () => {
+    const late = streamingLines(withStreaming([{ ...receiver, replyAgeSeconds: receiverReplyAgeWarningSeconds + 15 }], [slot]), plan, fixtureNow)[0]!;
+    expect(late[0]?.tone).toBe('warning');
+    expect(late.find((part) => part.text.startsWith(' · reply'))).toEqual({ text: ' · reply 45s ago', tone: 'warning' });
+    const behind = streamingLines(withStreaming([{ ...receiver, flushBytes: 200 * MB, flushLagSeconds: 70 }], [slot]), plan, fixtureNow)[0]!;
+    expect(behind[0]?.tone).toBe('warning');
+    expect(behind[1]).toEqual({ text: ' · flush lag 200 MB, 1m10s', tone: 'warning' });
+    const catchingUp = streamingLines(withStreaming([{ ...receiver, state: 'catchup' }], [slot]), plan, fixtureNow)[0]!;
+    expect(text(catchingUp)).toMatch(/^streaming: receiving \(catchup\) · /);
+    expect(catchingUp[0]?.tone).toBe('warning');
+    // The walsender before START_REPLICATION holds no slot yet.
+    expect(lines(withStreaming([{ ...receiver, state: 'startup' }], [inactiveSlot]))[0]).toMatch(/ · holds no slot \(expected pgwarden_main\)$/);
+  });
+
+  it('enabled but no receiver: NOT CONNECTED, the inactive slot with the WAL it keeps, and what to check', () => {
+    const shown = streamingLines(withStreaming([], [inactiveSlot]), plan, fixtureNow);
+    expect(shown.map(text)).toEqual([
+      'streaming: NOT CONNECTED · slot pgwarden_main inactive for 5m00s, retaining 48.0 MB of WAL on the server (wal_status reserved)',
+      '  check: is `pgwarden --watch` running? Its log says why pg_receivewal stopped; meanwhile the slot keeps WAL on the server (cap it with max_slot_wal_keep_size, docs/wal-streaming.md)',
+    ]);
+    expect(shown[0]?.[0]?.tone).toBe('critical');
+    expect(shown[1]?.[0]?.tone).toBe('warning');
+    // Another client of pgwarden's name on the slot is not the receiver.
+    expect(lines(withStreaming([{ ...receiver, application: 'walreceiver' }], [slot]))).toEqual([
+      'streaming: NOT CONNECTED · slot pgwarden_main is held by pid 900, not by pgwarden-receivewal',
+      "  check: which client holds slot pgwarden_main (pg_stat_replication, pid 900): pgwarden's receiver cannot stream on it meanwhile (docs/wal-streaming.md)",
+    ]);
+  });
+
+  it('enabled but the slot does not exist, or lost its WAL', () => {
+    expect(lines(withStreaming([], []))).toEqual([
+      'streaming: NOT CONNECTED · slot pgwarden_main does not exist',
+      '  check: is `pgwarden --watch` running with streaming for this cluster? It creates the slot when it starts pg_receivewal; its log says why it did not (docs/wal-streaming.md)',
+    ]);
+    const lost = streamingLines(withStreaming([], [{ ...inactiveSlot, walStatus: 'lost', retainedBytes: null }]), plan, fixtureNow);
+    expect(lost.map(text)).toEqual([
+      'streaming: NOT CONNECTED · slot pgwarden_main inactive for 5m00s, retaining - of WAL on the server (wal_status lost)',
+      "  fix: the slot lost WAL the receiver never got (only archive_command archived it): select pg_drop_replication_slot('pgwarden_main'); the receiver creates it again at its next start (docs/wal-streaming.md)",
+    ]);
+    expect(lost.flat().map((part) => part.tone)).toEqual(['critical', 'critical', 'critical']);
+  });
+
+  it('on a standby, streaming runs against the primary; before the probe, it waits', () => {
+    const shown = streamingLines(resultsIn('ok', { replication: okResult(standbyReplication) }), plan, fixtureNow);
+    expect(shown).toEqual([[{ text: 'streaming: this node is a standby; streaming runs against the primary (switch to it to see the receiver)', tone: 'muted' }]]);
+    expect(lines(resultsIn('pending'))).toEqual(['streaming: waiting for the replication probe…']);
+    expect(lines(resultsIn('pending'), { enabled: false, slot: 'pgwarden_main' })).toEqual([]);
+  });
+
+  it('not enabled here: no line unless the server shows a receiver or the slot', () => {
+    const off = { enabled: false, slot: 'pgwarden_main' };
+    expect(lines(withStreaming([], []), off)).toEqual([]);
+    expect(lines(resultsIn('ok', { replication: okResult(standbyReplication) }), off)).toEqual([]);
+    expect(lines(withStreaming([receiver], [slot]), off)).toEqual([
+      "streaming: receiving (streaming) · flush lag 2.00 MB, 800ms · reply 1.2s ago · slot pgwarden_main · streaming is not enabled in this console's config",
+    ]);
+    expect(lines(withStreaming([], [inactiveSlot]), off)).toEqual([
+      "streaming: not connected (not enabled in this console's config) · slot pgwarden_main inactive for 5m00s, retaining 48.0 MB of WAL on the server (wal_status reserved)",
+      "  check: if a watcher elsewhere streams this cluster, is it running? If nothing streams it any more, drop the slot: select pg_drop_replication_slot('pgwarden_main') (docs/wal-streaming.md)",
+    ]);
+    // Somebody else's client on a slot of that name, with streaming off here: not shown.
+    expect(lines(withStreaming([{ ...receiver, application: 'walreceiver' }], [slot]), off)).toEqual([]);
+  });
+
+  it('the screen shows the line under the archive line', () => {
+    const view = configured([local], { streaming: plan });
+    const results = withStreaming([], [inactiveSlot]);
+    const narrow = rendered(view, { results });
+    expect(narrow.slice(0, 4)).toEqual([
+      'cluster main: 1 repository · encrypted',
+      'archive: FAILING · 12,000 archived, last 6m40s ago · 7 failed, last 20s ago (00…',
+      'streaming: NOT CONNECTED · slot pgwarden_main inactive for 5m00s, retaining 48.…',
+      '  check: is `pgwarden --watch` running? Its log says why pg_receivewal stopped;…',
+    ]);
+    expect(narrow).toHaveLength(24);
+    const wide = rendered(view, { results: withStreaming([receiver], [slot]), width: 200, height: 50 });
+    expect(wide[2]).toBe('streaming: receiving (streaming) · flush lag 2.00 MB, 800ms · reply 1.2s ago · slot pgwarden_main');
+    expect(wide[3]).toBe('local (local /var/lib/pgwarden/repo): 3 backups · read 12s ago');
   });
 });

@@ -8,8 +8,11 @@
  * directory's pg_control (archive_command runs in the data directory). A file from another cluster
  * than the archive's owner is refused (rule 4). An archived name is never overwritten: a retry of
  * the same bytes (the archiver crashed after storing, before PostgreSQL heard of it) succeeds by
- * checksum; different bytes are refused loudly (rule 2). The repository writes atomically, so a
- * push killed halfway leaves nothing under the final name.
+ * checksum; different bytes are refused loudly (rule 2). One difference is not WAL: a segment that
+ * ends with a switch holds nothing after its XLOG_SWITCH record, and the server's copy and
+ * pg_receivewal's may differ there; such a copy, the same up to the switch, counts as archived
+ * (the stored object stays as it is). The repository writes atomically, so a push killed halfway
+ * leaves nothing under the final name.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -34,6 +37,7 @@ import {
   WalFormatError,
   parseWalFileName,
   readLongPageHeader,
+  sameWalUpToSwitch,
   segmentProblems,
   systemIdentifierOfControlFile,
   type WalFileName,
@@ -62,6 +66,13 @@ export interface WalPushResult {
   readonly outcome: 'stored' | 'already archived';
   /** Bytes of the object in the repository. */
   readonly storedSize: number;
+  /**
+   * Set when the archived copy differs from this one only after the segment's switch record: the
+   * offset where that record ends (everything before it is the same WAL).
+   */
+  readonly switchEnd?: number;
+  /** Why an 'already archived' copy with other bytes was accepted, for a log line. */
+  readonly note?: string;
 }
 
 /** History and backup-label files are a few hundred bytes; anything big is not one. */
@@ -108,29 +119,33 @@ async function identify(file: WalFileName, bytes: Buffer, dataDirectory: string)
 /**
  * Reads an archived object back, checking the repository's checksum of the stored bytes and, when
  * it can be decoded here (not encrypted, or encrypted and the keyring is at hand), that it gives
- * back the bytes its header names. Returns the header.
+ * back the bytes its header names. Returns the header, and the original bytes when decoded.
  */
-async function readVerified(repository: Repository, object: StoredObject, keyring: Keyring | undefined): Promise<WalObjectHeader> {
+async function readVerified(
+  repository: Repository, object: StoredObject, keyring: Keyring | undefined,
+): Promise<{ header: WalObjectHeader; original: Buffer | undefined }> {
   const { header, payload } = decodeObject(object.key, await readObject(repository, object));
-  if (header.encrypted && keyring === undefined) return header;
+  if (header.encrypted && keyring === undefined) return { header, original: undefined };
   const compressed = header.encrypted && keyring !== undefined ? await decryptBuffer(keyring, payload) : payload;
   const original = await decompress(compressed, header.compression);
   if (original.length !== header.size || sha256(original) !== header.sha256) {
     throw new DamagedObjectError(`${object.key} does not give back the ${header.size} bytes its header names`);
   }
-  return header;
+  return { header, original };
 }
 
 /**
  * A retry of a name that is archived already: success when the stored copy is intact and holds the
- * same original bytes, a loud refusal otherwise (rule 2).
+ * same original bytes, or the same WAL up to the switch record a segment ends with; a loud
+ * refusal otherwise (rule 2).
  */
 async function compareWithArchived(
-  repository: Repository, file: WalFileName, existing: StoredObject, original: { sha256: string; size: number }, keyring: Keyring | undefined,
+  repository: Repository, file: WalFileName, existing: StoredObject, bytes: Buffer, originalSha256: string, keyring: Keyring | undefined,
 ): Promise<WalPushResult> {
   let header: WalObjectHeader;
+  let archived: Buffer | undefined;
   try {
-    header = await readVerified(repository, existing, keyring);
+    ({ header, original: archived } = await readVerified(repository, existing, keyring));
   } catch (error) {
     const why = error instanceof DamagedObjectError ? error.message : `it cannot be read back intact: ${messageOf(error)}`;
     throw new UserError(
@@ -138,15 +153,24 @@ async function compareWithArchived(
       'check the repository (pgwarden verify); move the damaged object aside only after making sure the WAL is safe elsewhere, then the next retry archives it again',
     );
   }
-  const { sha256: originalSha256, size } = original;
-  if (header.sha256 !== originalSha256 || header.size !== size) {
+  const size = bytes.length;
+  if (header.sha256 === originalSha256 && header.size === size) {
+    return { name: file.name, key: existing.key, outcome: 'already archived', storedSize: existing.size };
+  }
+  // Both copies end with a switch at the same place and hold the same bytes up to it: the same WAL.
+  // An encrypted copy without the key at hand cannot be compared, and is refused as different.
+  const switchEnd = file.kind === 'segment' && archived !== undefined ? sameWalUpToSwitch(archived, bytes) : undefined;
+  if (switchEnd === undefined) {
     throw new UserError(
       `refused: ${file.name} is archived already with different contents (archived: ${header.size} bytes, SHA-256 ${header.sha256.slice(0, 16)}…; ` +
         `this file: ${size} bytes, SHA-256 ${originalSha256.slice(0, 16)}…) in ${repository.description}; an archived name is never overwritten`,
       'two clusters or a restored copy are writing to one archive: give each cluster (and each restored copy that runs on) its own repository',
     );
   }
-  return { name: file.name, key: existing.key, outcome: 'already archived', storedSize: existing.size };
+  return {
+    name: file.name, key: existing.key, outcome: 'already archived', storedSize: existing.size, switchEnd,
+    note: `same WAL up to the switch at offset ${switchEnd}; tails differ`,
+  };
 }
 
 /** A stream that yields the first half of `bytes` and then never ends (the stallUpload test point). */
@@ -181,7 +205,7 @@ export async function pushWal(path: string, options: WalPushOptions): Promise<Wa
   const originalSha256 = sha256(bytes);
 
   const [existing] = await findArchived(repository, file);
-  if (existing !== undefined) return compareWithArchived(repository, file, existing, { sha256: originalSha256, size: bytes.length }, options.keyring);
+  if (existing !== undefined) return compareWithArchived(repository, file, existing, bytes, originalSha256, options.keyring);
 
   const compression = options.compression === undefined || options.compression === 'auto' ? await defaultCompression() : options.compression;
   const compressed = await compress(bytes, compression);
@@ -206,7 +230,7 @@ export async function pushWal(path: string, options: WalPushOptions): Promise<Wa
     stored = await repository.put(key, options.stallUpload === true ? stallingStream(object) : object, { ifExists: 'fail' });
   } catch (error) {
     // Another push of the same name won the race: judge its copy like any retry.
-    if (error instanceof ObjectExistsError) return compareWithArchived(repository, file, error.existing, { sha256: originalSha256, size: bytes.length }, keyring);
+    if (error instanceof ObjectExistsError) return compareWithArchived(repository, file, error.existing, bytes, originalSha256, keyring);
     throw error;
   }
   if (stored.sha256 !== objectSha256 || stored.size !== object.length) {
