@@ -6,8 +6,8 @@
  *
  * - 'stream' (zstd from PostgreSQL 15 on, the default there): the server compresses the tar itself
  *   (`--compress=server-zstd:level=3,workers=2`), so only the compressed bytes cross the network
- *   and Node; the parts are consecutive 64 MiB slices of that one zstd stream. While it streams, a
- *   `zstd -d` child decodes a copy to record the tar's size and SHA-256 (the manifest's `tar`).
+ *   and Node; the parts are consecutive 64 MiB slices of that one zstd stream (pgwarden never sees
+ *   the tar: its size is pg_basebackup's count, to the kB; `pgwarden verify` decodes the stream).
  * - 'parts' (gzip, none, zstd on older servers or with compressOn 'client'): each 64 MiB slice of
  *   the tar is compressed here on its own (zstd through the zstd program, or gzip).
  * Two parts are in flight at a time, so pg_basebackup never waits for a part to be flushed.
@@ -29,9 +29,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { once } from 'node:events';
-import { PassThrough, Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import type { ConnectionSpec } from '../config/types.js';
@@ -96,6 +94,13 @@ export function backupId(at: Date): string {
 export function parseStartPoint(text: string): StartPoint | undefined {
   const match = /write-ahead log start point: ([0-9A-F]+\/[0-9A-F]+) on timeline (\d+)/.exec(text);
   return match?.[1] === undefined || match[2] === undefined ? undefined : { startLsn: match[1], timeline: Number(match[2]) };
+}
+
+/** The data pg_basebackup -P counted at its end ("805473/805473 kB (100%)"), in bytes (to the kB). */
+export function progressBytes(text: string): number | undefined {
+  const counts = [...text.matchAll(/(\d+)\/\d+ kB \(/g)];
+  const last = counts[counts.length - 1]?.[1];
+  return last === undefined ? undefined : Number(last) * 1024;
 }
 
 /** Reads "write-ahead log end point: 0/2E000138" (pg_backup_stop's stop LSN) from pg_basebackup -v's output. */
@@ -239,30 +244,6 @@ async function archiveEncrypted(repository: Repository): Promise<boolean> {
 /** How many parts may be on their way to the repository at once. */
 const PARTS_IN_FLIGHT = 2;
 
-/** Decodes a copy of the server's compressed stream as it arrives: the tar's size and SHA-256. */
-class StreamDecoder {
-  private readonly meter = new Meter();
-  private readonly inflate = childStream('zstd', ['-d', '-q', '-c', '--no-progress']);
-  private readonly done: Promise<unknown>;
-
-  constructor() {
-    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-    this.done = Promise.all([pipeline(this.inflate.stream, this.meter, sink), this.inflate.exited]);
-    this.done.catch(() => undefined);
-  }
-
-  async write(chunk: Buffer): Promise<void> {
-    if (this.inflate.stream.write(chunk)) return;
-    await Promise.race([once(this.inflate.stream, 'drain'), this.done.then(() => { throw new Error('zstd -d ended before the stream'); })]);
-  }
-
-  async finish(): Promise<{ size: number; sha256: string }> {
-    this.inflate.stream.end();
-    await this.done;
-    return { size: this.meter.bytes, sha256: this.meter.digest() };
-  }
-}
-
 /**
  * A temporary physical replication slot on pgwarden's session: the server keeps the WAL from now on
  * until the session ends, so `-X fetch` finds it at the end of a long backup. Resolves with false
@@ -334,7 +315,7 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
 
     // pg_basebackup, its tar stream cut into parts.
     const args = ['-D', '-', '-F', 'tar', '-X', held.ok ? 'fetch' : 'none', `--checkpoint=${options.fast ? 'fast' : 'spread'}`, '--no-manifest', '-v', '-w'];
-    if (layout === 'stream') args.push(`--compress=server-zstd:level=${ZSTD_LEVEL},workers=2`);
+    if (layout === 'stream') args.push(`--compress=server-zstd:level=${ZSTD_LEVEL},workers=2`, '-P');
     child = spawn(basebackupPath(options.pgBin, Math.floor(facts.version / 10000)), args, { env: libpqEnv(options.connection, application), stdio: ['ignore', 'pipe', 'pipe'] });
     const running = child;
     const errText: string[] = [];
@@ -385,17 +366,13 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       }
     })();
 
-    const decoder = layout === 'stream' ? new StreamDecoder() : undefined;
     let part: Part | undefined;
     const inFlight: Promise<ObjectEntry>[] = [];
     const objects: ObjectEntry[] = [];
     let streamError: unknown;
-    let tar: { size: number; sha256: string } | undefined;
     try {
       if (running.stdout === null) throw new Error('pg_basebackup has no stdout');
       for await (const data of running.stdout as AsyncIterable<Buffer>) {
-        const decoded = decoder?.write(data);
-        decoded?.catch(() => undefined);
         let chunk = data;
         while (chunk.length > 0) {
           if (part === undefined) {
@@ -413,11 +390,9 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
             if (inFlight.length >= PARTS_IN_FLIGHT) objects.push(await (inFlight.shift() as Promise<ObjectEntry>));
           }
         }
-        await decoded;
       }
       if (part !== undefined) inFlight.push(part.finish());
       for (const pending of inFlight.splice(0)) objects.push(await pending);
-      tar = await decoder?.finish();
     } catch (error) {
       // pg_basebackup would block on a full pipe: stop it before waiting for it.
       streamError = error;
@@ -439,8 +414,8 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     const endPoint = parseEndPoint(output);
     if (start === undefined || endPoint === undefined) throw new BackupFailedError(`pg_basebackup did not report its write-ahead log start and end points:\n${output.trim()}`, 'check the pg_basebackup version against the server');
     const startWal = segmentFileName(start.timeline, lsnToBigInt(start.startLsn) / BigInt(facts.segmentSize), facts.segmentSize);
-    const originalBytes = tar?.size ?? objects.reduce((sum, object) => sum + object.originalSize, 0);
-    progress(`backup ${id}: ${mib(originalBytes)} of data directory in ${objects.length} part(s); waiting for the WAL ${startWal}… to be archived`);
+    const storedBytes = objects.reduce((sum, object) => sum + object.originalSize, 0);
+    progress(`backup ${id}: ${mib(storedBytes)}${layout === 'stream' ? ' compressed by the server' : ' of data directory'} in ${objects.length} part(s); waiting for the WAL ${startWal}… to be archived`);
 
     // The stop position, and a standby that was promoted meanwhile.
     let stopLsn = endPoint;
@@ -484,7 +459,7 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
           'fix the WAL archiving, then run the backup again',
         );
       }
-      await delay(200);
+      await delay(100);
       missing = await missingWal(repository, wanted);
     }
     await checkNotPromoted();
@@ -508,10 +483,10 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       stoppedAt: stoppedAt.toISOString(),
       consistentAt: stoppedAt.toISOString(),
       compression,
-      ...(layout === 'stream' && tar !== undefined ? { layout, tar } : {}),
+      ...(layout === 'stream' ? { layout } : {}),
       keyId: keyring?.current.id ?? null,
       objects,
-      originalBytes,
+      originalBytes: layout === 'stream' ? progressBytes(output) ?? streamed.total : storedBytes,
       durationMs: stopped.getTime() - startedAt.getTime(),
     };
     const key = manifestKey(id);

@@ -551,7 +551,7 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   // A 'stream' backup's parts decode only one after the other from the first, straight from zstd
   // into tar: a resumed restore unpacks it all again (tar overwrites what it wrote before).
   const stream = manifest.layout === 'stream';
-  if (stream) total = manifest.tar?.size ?? manifest.originalBytes;
+  if (stream) total = manifest.originalBytes;
   const resumeOffset = stream ? 0 : progress?.resumeOffset ?? 0;
   let first = 0;
   while (!stream && first + 1 < objects.length && (starts[first + 1] ?? 0) <= resumeOffset) first++;
@@ -864,7 +864,7 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
       lastReport = Date.now();
       options.progress?.(`restore: recovering, replayed up to ${(await query('select pg_last_wal_replay_lsn()')) ?? '?'}`);
     }
-    await new Promise((done) => setTimeout(done, 200));
+    await new Promise((done) => setTimeout(done, 100));
   }
   const facts = (await query("select pg_last_wal_replay_lsn() || '|' || coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' || (select timeline_id from pg_control_checkpoint())")) ?? '||';
   const [lsn = '', time = '', timeline = '0'] = facts.split('|');
@@ -940,6 +940,9 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const extra: Record<string, string> = {};
   if (options.keepArchiving !== true) extra['archive_mode'] = 'off';
   if (port !== undefined) extra['port'] = String(port);
+  // tar -x does not fsync: the server's first start syncs the whole directory, one fsync per file
+  // by default; syncfs (PostgreSQL 14+) syncs the file system in one call.
+  if (plan.manifest.pgVersion >= 14) extra['recovery_init_sync_method'] = 'syncfs';
   const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.walFetchArgs, localArchiveOf(options.repository, options.walFetchArgs)), extra);
   await writeRecoverySettings(dir, owner, settings, plan);
   options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);

@@ -100,10 +100,9 @@ export interface BackupManifest {
    * of the tar compressed on its own; its originalSize/originalSha256 are the tar slice's. 'stream':
    * the server compressed the whole tar as one stream and the objects are consecutive slices of it;
    * an object's originalSize/originalSha256 are those of its compressed slice (before encryption),
-   * and `tar` those of the whole tar the concatenated slices decompress to.
+   * and originalBytes is pg_basebackup's count of the data (to the kB; pgwarden never sees the tar).
    */
   readonly layout?: 'parts' | 'stream';
-  readonly tar?: { readonly size: number; readonly sha256: string };
   /** The master key id of every encrypted object, or null when the backup is not encrypted. */
   readonly keyId: string | null;
   /** Every stored object of the backup, with the checksum of its stored bytes and of its original bytes. */
@@ -114,7 +113,7 @@ export interface BackupManifest {
     readonly originalSize: number;
     readonly originalSha256: string;
   }[];
-  /** The size of the tar of the data directory (the sum of the parts' original sizes, or tar.size). */
+  /** The size of the tar of the data directory (the sum of the parts' original sizes; layout stream: about). */
   readonly originalBytes: number;
   readonly durationMs: number;
   /** Filled in by verification and drills (rewritten atomically beside the manifest, not in it). */

@@ -188,33 +188,62 @@ export async function checkObject(
   }
 }
 
-/** A 'stream' backup's parts, decrypted and decompressed as one stream: the tar the manifest records. */
-async function checkStream(repository: Repository, manifest: BackupManifest, keyring: Keyring | undefined): Promise<string | undefined> {
-  const tar = new Meter();
-  const { stream: inflate, exited } = decompressor(manifest.compression);
-  const decoded = Promise.all([pipeline(inflate, tar, new Writable({ write: (_chunk, _encoding, callback) => callback() })), exited]);
-  decoded.catch(() => undefined);
+/**
+ * Reads a 'stream' backup's parts back in order, each against its stored SHA-256 and size and,
+ * decrypted, against its originalSize/originalSha256, and decodes them as one stream in
+ * `zstd -d | wc -c` (bash, pipefail): resolves with the size of the tar they give, or rejects
+ * naming the part or the decoding that failed. The decoded bytes never cross Node.
+ */
+export async function decodedStreamSize(repository: Repository, objects: BackupManifest['objects'], keyring: Keyring | undefined, encrypted: boolean): Promise<number> {
+  const child = spawn('bash', ['-c', 'set -o pipefail; zstd -d -q -c --no-progress | wc -c'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+  child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
+  child.stdin.on('error', () => undefined);
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`the parts do not decode as one zstd stream (${signal ?? `exit ${code ?? '?'}`}): ${Buffer.concat(err).toString('utf8').trim()}`))));
+  });
+  exited.catch(() => undefined);
   try {
-    for (const object of manifest.objects) {
+    for (const object of objects) {
       const stored = await repository.get(object.key, object.sha256);
-      const plain = manifest.keyId !== null && keyring !== undefined ? decryptStream(keyring) : new PassThrough();
-      const feeding = pipeline(stored, plain);
+      const storedMeter = new Meter();
+      const slice = new Meter();
+      const plain = encrypted && keyring !== undefined ? decryptStream(keyring) : new PassThrough();
+      const feeding = pipeline(stored, storedMeter, plain, slice);
       feeding.catch(() => undefined);
-      for await (const chunk of plain as AsyncIterable<Buffer>) {
-        if (!inflate.write(chunk)) await Promise.race([once(inflate, 'drain'), decoded]);
+      try {
+        for await (const chunk of slice as AsyncIterable<Buffer>) {
+          if (!child.stdin.write(chunk)) await Promise.race([once(child.stdin, 'drain'), exited.then(() => { throw new Error('zstd -d ended before the last part'); })]);
+        }
+        await feeding;
+      } catch (error) {
+        throw new Error(`${object.key}: ${messageOf(error)}`);
       }
-      await feeding;
+      if (storedMeter.bytes !== object.size) throw new Error(`${object.key}: ${storedMeter.bytes} bytes stored, the manifest records ${object.size}`);
+      if (slice.bytes !== object.originalSize || slice.digest() !== object.originalSha256) throw new Error(`${object.key}: it decrypts to ${slice.bytes} bytes that differ from what the manifest records (${object.originalSize} bytes)`);
     }
-    inflate.end();
-    await decoded;
+    child.stdin.end();
+    await exited;
   } catch (error) {
-    inflate.destroy();
-    return `the tar of backup ${manifest.id} does not decode: ${messageOf(error)}`;
+    child.kill('SIGTERM');
+    throw error;
   }
-  if (manifest.tar !== undefined && (tar.bytes !== manifest.tar.size || tar.digest() !== manifest.tar.sha256)) {
-    return `the parts of backup ${manifest.id} decode to ${tar.bytes} bytes of tar that differ from the tar the manifest records (${manifest.tar.size} bytes)`;
+  const size = Number(Buffer.concat(out).toString('utf8').trim());
+  if (!Number.isSafeInteger(size)) throw new Error('wc -c printed no byte count for the decoded stream');
+  return size;
+}
+
+/** A 'stream' backup's parts, decrypted and decompressed as one stream, to its end. */
+async function checkStream(repository: Repository, manifest: BackupManifest, keyring: Keyring | undefined): Promise<string | undefined> {
+  try {
+    await decodedStreamSize(repository, manifest.objects, keyring, manifest.keyId !== null);
+    return undefined;
+  } catch (error) {
+    return `the parts of backup ${manifest.id} do not decode as one stream: ${messageOf(error)}`;
   }
-  return undefined;
 }
 
 /** Checks one archived WAL file: present, its stored checksum, and with the keyring its original bytes. */

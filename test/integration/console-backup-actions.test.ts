@@ -42,6 +42,8 @@ async function console(extra: readonly string[] = []): Promise<Terminal> {
   await terminal.waitForText(/^pgwarden/, 20_000);
   await terminal.press('9');
   await terminal.waitForText(/^local \(local .*\): \d+ backups?/m, 20_000);
+  // The node's role (from the first server probe) is in the header, and in every plan's target.
+  await terminal.waitForText(/^pgwarden .*\) │ primary/m, 20_000);
   return terminal;
 }
 
