@@ -731,13 +731,16 @@ function quoteConf(value: string): string {
  * first answers "not in the archive" (exit 1) without starting Node when the archive's directory
  * is readable and holds no object of that name: recovery asks for many files that are not there
  * (the next segment, NNNNNNNN.history of timelines that never existed), each a process start.
- * Anything else, including an unreadable directory, goes to `wal fetch`, which decides.
+ * Anything else, including an unreadable directory, goes to `wal fetch`, which decides. Before
+ * that, a file the backup itself brought in pg_wal/ (`-X fetch`: the WAL from its start to its
+ * stop, whole segments) is answered "not in the archive" too, so that the server reads it there
+ * (restore_command runs in the data directory; PostgreSQL falls back to pg_wal/ on exit 1).
  */
 export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[], localArchive?: string): string {
   const fetch = [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
   if (localArchive === undefined) return fetch;
   const wal = quoteShell(join(localArchive, 'wal'));
-  return `w=${wal}; d=$w/$(echo %f | cut -c1-8); if [ -r "$w" ] && [ -x "$w" ] && { [ ! -e "$d" ] || { [ -r "$d" ] && [ -x "$d" ] && ! ls "$d"/%f.* >/dev/null 2>&1; }; }; then exit 1; fi; exec ${fetch}`;
+  return `[ -f pg_wal/%f ] && exit 1; w=${wal}; d=$w/$(echo %f | cut -c1-8); if [ -r "$w" ] && [ -x "$w" ] && { [ ! -e "$d" ] || { [ -r "$d" ] && [ -x "$d" ] && ! ls "$d"/%f.* >/dev/null 2>&1; }; }; then exit 1; fi; exec ${fetch}`;
 }
 
 /** The local repository directory restore_command reads, when it reads exactly one (--repo DIR). */

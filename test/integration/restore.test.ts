@@ -8,6 +8,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -118,7 +119,7 @@ describe('pgwarden restore', () => {
     expect(await idsOn(portOf(run))).toEqual([1, 2, 3, 4, 5, 6]);
 
     const auto = await readFile(join(dir, 'postgresql.auto.conf'), 'utf8');
-    expect(auto).toContain(`restore_command = 'w=${repo}/wal; `);
+    expect(auto).toContain(`restore_command = '[ -f pg_wal/%f ] && exit 1; w=${repo}/wal; `);
     expect(auto).toContain(`exec ${process.execPath} ${pgwardenBin} wal fetch %f %p --repo ${repo}'`);
     expect(auto).toContain("recovery_target_action = 'promote'");
     expect(auto).toContain("archive_mode = 'off'");
@@ -129,7 +130,7 @@ describe('pgwarden restore', () => {
     // archive lacks is answered by the shell test (exit 1, and no Node: nothing on stderr); an
     // archived one by wal fetch.
     const command = /^restore_command = '(.*)'$/m.exec(auto)?.[1]?.replace(/''/g, "'") ?? '';
-    const run1 = (name: string, into: string): Promise<{ code: number; stderr: string }> => execFileAsync('sh', ['-c', command.replace(/%f/g, name).replace(/%p/g, into)]).then(
+    const run1 = (name: string, into: string, cwd = tmpdir()): Promise<{ code: number; stderr: string }> => execFileAsync('sh', ['-c', command.replace(/%f/g, name).replace(/%p/g, into)], { cwd }).then(
       () => ({ code: 0, stderr: '' }),
       (error: unknown) => ({ code: (error as { code: number }).code, stderr: (error as { stderr: string }).stderr }),
     );
@@ -139,6 +140,11 @@ describe('pgwarden restore', () => {
     const fetched = await run1(manifest.startWal, join(dir, 'fetched-segment'));
     expect(fetched.code, fetched.stderr).toBe(0);
     expect((await readFile(join(dir, 'fetched-segment'))).length).toBe(16 * 1024 * 1024);
+    // In the data directory (where PostgreSQL runs it), a segment the backup brought in pg_wal/ is
+    // left to the server to read there: exit 1, no Node, nothing written.
+    await writeFile(join(dir, 'pg_wal', manifest.startWal), 'a segment the backup brought');
+    expect(await run1(manifest.startWal, join(dir, 'from-pg-wal'), dir)).toEqual({ code: 1, stderr: '' });
+    expect(existsSync(join(dir, 'from-pg-wal'))).toBe(false);
   });
 
   it('to latest: every archived commit is there', async () => {
