@@ -14,5 +14,8 @@ if (process.argv[2] === 'wal' && process.argv.includes('fetch')) {
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
 }
-// archive_command and restore_command run once per WAL file: load the WAL command alone (src/wal-main.ts).
-await import(process.argv[2] === 'wal' ? '../dist/wal-main.js' : '../dist/cli.js');
+// archive_command and restore_command run once per WAL file: load the WAL command alone
+// (src/wal-main.ts); the backup commands load without the console (src/batch-main.ts, the same
+// names as src/cli/batch.ts).
+const batch = ['backup', 'verify', 'restore', 'drill', 'backups', 'logical'];
+await import(process.argv[2] === 'wal' ? '../dist/wal-main.js' : batch.includes(process.argv[2]) ? '../dist/batch-main.js' : '../dist/cli.js');
