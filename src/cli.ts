@@ -5,7 +5,8 @@
 import meow from 'meow';
 import { loadConfig } from './config/load.js';
 import { redact } from './config/redact.js';
-import { isUserError, messageOf } from './errors.js';
+import { isUserError } from './errors.js';
+import { runMain } from './cli/run-main.js';
 import { probeIds } from './probes/index.js';
 import { show, type CommandOutput } from './cli/show.js';
 import { describeConfig } from './cli/config-command.js';
@@ -47,6 +48,10 @@ const help = `
     $ pgwarden backups expire --config FILE [--days N] [--min-count N] [--max-count N] [--dry-run]
                                          retention: print the plan, then delete (never the newest restorable backup)
     (every backup command also takes --repo DIR [--key ID=FILE | --key-env ID=VAR]... instead of --config)
+    $ pgwarden replica create|list --config FILE [--cluster C] [--data-dir DIR --port N --slot NAME --name NODE] [--json]
+                                         create a streaming standby on this host; list standbys and read replicas (docs/replicas.md)
+    $ pgwarden pooler config|advice --config FILE [--cluster C] [--out DIR] [--listen-port N] [--json]
+                                         a pgbouncer.ini, auth_file and auth.sql for the cluster; pool sizes and why (docs/pooling.md)
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;
                                          SIGHUP reloads the config, SIGTERM stops (docs/watch.md)
 
@@ -71,29 +76,15 @@ const help = `
 `;
 
 async function main(): Promise<CommandOutput> {
-  // `pgwarden wal …` (archive_command/restore_command) never gets here: bin/pgwarden.js runs src/wal-main.ts.
-  if (process.argv[2] === 'backups') {
-    const { backupsCommand } = await import('./cli/backups.js');
-    return backupsCommand(process.argv.slice(3));
+  // `pgwarden wal …` and the backup commands never get here: bin/pgwarden.js runs them through
+  // src/wal-main.ts and src/batch-main.ts (src/cli/batch.ts).
+  if (process.argv[2] === 'replica') {
+    const { replicaCommand } = await import('./cli/replica.js');
+    return replicaCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`), print: (text) => void process.stdout.write(redact(text)) });
   }
-  if (process.argv[2] === 'restore') {
-    const { restoreCommand } = await import('./cli/restore.js');
-    return restoreCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
-  }
-  if (process.argv[2] === 'drill') {
-    const { drillCommand } = await import('./cli/drill.js');
-    return drillCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
-  }
-  if (process.argv[2] === 'logical') {
-    const { logicalCommand } = await import('./cli/logical.js');
-    return logicalCommand(process.argv.slice(3), { progress: (line) => void process.stderr.write(`${redact(line)}\n`) });
-  }
-  // Own parsers: repeated --key options and flags the console does not have (docs/backups.md).
-  if (process.argv[2] === 'backup' || process.argv[2] === 'verify') {
-    const command = process.argv[2];
-    const { backupCommand, verifyCommand } = await import('./cli/backup.js');
-    const progress = (line: string): void => void process.stderr.write(`${redact(line)}\n`);
-    return (command === 'backup' ? backupCommand : verifyCommand)(process.argv.slice(3), { progress });
+  if (process.argv[2] === 'pooler') {
+    const { poolerCommand } = await import('./cli/pooler.js');
+    return poolerCommand(process.argv.slice(3));
   }
   const cli = meow(help, {
     importMeta: import.meta,
@@ -177,21 +168,4 @@ async function main(): Promise<CommandOutput> {
   }
 }
 
-try {
-  const output = await main();
-  process.stdout.write(output.stdout);
-  process.stderr.write(output.stderr);
-  process.exitCode = output.exitCode;
-  // A batch command is done: exit even if the driver left a socket open (it does after a failed
-  // SCRAM exchange, until the server's authentication_timeout). Writes to pipes, files and
-  // terminals are synchronous on Linux, so nothing printed is lost.
-  process.exit();
-} catch (error) {
-  if (isUserError(error)) {
-    process.stderr.write(`pgwarden: ${redact(error.message)}\n${error.hint === undefined ? '' : `  hint: ${error.hint}\n`}`);
-    process.exitCode = 2;
-  } else {
-    process.stderr.write(`pgwarden: internal error: ${redact(messageOf(error))}\n${error instanceof Error ? redact(error.stack ?? '') : ''}\n`);
-    process.exitCode = 70;
-  }
-}
+await runMain(main);

@@ -26,6 +26,7 @@ export type CommandId =
   | 'sort.next' | 'sort.reverse' | 'detail'
   | 'session.tag' | 'session.cancel' | 'session.terminate' | 'session.terminateTagged'
   | 'table.vacuum' | 'table.analyze' | 'index.reindex'
+  | 'role.setTimeouts'
   | 'alert.acknowledge' | 'alert.unacknowledge' | 'alert.silence' | 'alert.unsilence'
   | 'backup.now' | 'backup.verify' | 'backup.drill' | 'backup.stop'
   | 'dialog.confirm' | 'dialog.cancel' | 'dialog.yes' | 'dialog.no';
@@ -80,6 +81,8 @@ export const commands: readonly Command[] = [
   { id: 'table.vacuum', keys: ['v'], description: 'VACUUM (ANALYZE) the selected table, with live progress', scope: 'tables', dangerous: true, hint: 'vacuum' },
   { id: 'table.analyze', keys: ['a'], description: 'ANALYZE the selected table', scope: 'tables', dangerous: true, hint: 'analyze' },
   { id: 'index.reindex', keys: ['R'], description: 'REINDEX INDEX CONCURRENTLY the selected invalid index', scope: 'tables', dangerous: true, whyDisabled: 'needs a selected invalid index, listed under the tables' },
+  // In every list: a session row (Activity, Locks) names its role, a timeouts alert (Alerts) names one too.
+  { id: 'role.setTimeouts', keys: ['O'], description: 'Set statement_timeout and idle_in_transaction_session_timeout (ALTER ROLE … SET) for the role of the selected session or timeouts alert; new sessions only', scope: 'list', dangerous: true, whyDisabled: 'needs a selected session (Activity, Locks) or a selected timeouts alert (Alerts)' },
   // Not dangerous: they change the alert engine's state, never the database, so --read-only keeps them.
   { id: 'alert.acknowledge', keys: ['a'], description: 'Acknowledge the selected alert (asks for an optional comment); also queued for a running watcher', scope: 'alerts', dangerous: false, hint: 'ack', whyDisabled: 'needs a selected firing or unknown alert' },
   { id: 'alert.unacknowledge', keys: ['A'], description: 'Remove the acknowledgement of the selected alert', scope: 'alerts', dangerous: false, whyDisabled: 'needs a selected acknowledged alert' },

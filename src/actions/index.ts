@@ -5,6 +5,7 @@
 import { analyzeTable } from './analyze-table.js';
 import { cancelBackend } from './cancel-backend.js';
 import { reindexInvalidIndex } from './reindex-invalid-index.js';
+import { setRoleTimeouts } from './set-role-timeouts.js';
 import { terminateBackend } from './terminate-backend.js';
 import { terminateBackends } from './terminate-backends.js';
 import type { Action, ActionContext, ActionId, ActionInputs, ActionListener, ActionOutcome, Plan } from './types.js';
@@ -29,6 +30,8 @@ export type { AuditEntry, AuditLogOptions, AuditOutcome } from './audit.js';
 export { actionApplicationName, readOnlyRefusal } from './execution.js';
 export { quoteIdent, quoteLiteral, qualifiedName } from './sql.js';
 export { analyzeTable, cancelBackend, reindexInvalidIndex, terminateBackend, terminateBackends, vacuumTable };
+export { setRoleTimeouts };
+export { alterRoleSql, fixSql, proposedTimeouts } from './set-role-timeouts.js';
 
 /** Every action, keyed by the keymap command that starts it. */
 export const actions: { readonly [A in ActionId]: Action<A> } = {
@@ -38,6 +41,7 @@ export const actions: { readonly [A in ActionId]: Action<A> } = {
   'table.vacuum': vacuumTable,
   'table.analyze': analyzeTable,
   'index.reindex': reindexInvalidIndex,
+  'role.setTimeouts': setRoleTimeouts,
 };
 
 /** The action ids, in keymap order. */

@@ -12,6 +12,7 @@ import type { AuditLog } from './audit.js';
 export type ActionId = Extract<
   CommandId,
   'session.cancel' | 'session.terminate' | 'session.terminateTagged' | 'table.vacuum' | 'table.analyze' | 'index.reindex'
+  | 'role.setTimeouts'
 >;
 
 /** low and medium are confirmed with y/n (medium in the warning colour); high by typing confirmToken. */
@@ -26,6 +27,8 @@ export interface ActionInputs {
   readonly 'table.vacuum': { readonly schema: string; readonly table: string; readonly analyze: true };
   readonly 'table.analyze': { readonly schema: string; readonly table: string };
   readonly 'index.reindex': { readonly schema: string; readonly index: string };
+  /** A role by name (an alert's subject), or the role of a session (an Activity row). */
+  readonly 'role.setTimeouts': { readonly role: string } | { readonly pid: number };
 }
 
 /** A session as it was when planned: a pid with another backend_start is another session. */
@@ -43,6 +46,8 @@ export interface ActionBasis {
   readonly 'table.vacuum': { readonly oid: number } | null;
   readonly 'table.analyze': { readonly oid: number } | null;
   readonly 'index.reindex': { readonly oid: number } | null;
+  /** The role resolved at planning (a pid's role is looked up then). */
+  readonly 'role.setTimeouts': { readonly oid: number; readonly role: string } | null;
 }
 
 /** One thing the plan does, in order; sql and command are exactly what will run. */

@@ -36,6 +36,7 @@ import { keyName, typedText } from './keys.js';
 import type { ActionProgress, Monitor, PlanView } from './monitor.js';
 import { reduce } from './reducer.js';
 import { cycledViews, initialState, viewAliases, views, type UiState, type ViewId } from './state.js';
+import type { TopologyDesk } from './topology-monitor.js';
 
 export interface AppProps {
   readonly monitor: Monitor;
@@ -55,6 +56,8 @@ export interface AppProps {
   readonly backups?: BackupDesk | undefined;
   /** Runs backup, verify and drill jobs from the Backups view. */
   readonly backupJobs?: BackupJobDesk | undefined;
+  /** Every node of the console's cluster probed on its own (the Replication view's topology tree). */
+  readonly topology?: TopologyDesk | undefined;
 }
 
 const viewTitles: Readonly<Record<ViewId, string>> = {
@@ -137,6 +140,7 @@ export function App(props: AppProps): React.ReactElement {
   const [alertsView, setAlertsView] = useState<AlertsView | undefined>(() => props.alerts?.view());
   const [backupsView, setBackupsView] = useState<BackupsView | undefined>(() => props.backups?.view());
   const [jobs, setJobs] = useState<ReadonlyMap<string, BackupJob>>(() => new Map(props.backupJobs?.jobs()));
+  const [topologyView, setTopologyView] = useState(() => props.topology?.view());
   const [jobPlans, setJobPlans] = useState<ReadonlyMap<string, BackupJobPlan>>(new Map());
   const clock = useRef(now());
   const typedAhead = useRef<TypedKey[]>([]);
@@ -202,6 +206,11 @@ export function App(props: AppProps): React.ReactElement {
   useEffect(() => {
     if (ui.view === 'backups') void props.backups?.refresh();
   }, [props.backups, ui.view]);
+  // The topology monitor probes every node of the console's cluster; one render per change.
+  useEffect(() => props.topology?.subscribe(setTopologyView), [props.topology]);
+  useEffect(() => {
+    if (clusterName !== undefined) props.topology?.select(clusterName);
+  }, [props.topology, clusterName]);
   useEffect(() => {
     if (ui.toasts.length === 0) return undefined;
     const next = Math.min(...ui.toasts.map((toast) => toast.until));
@@ -224,6 +233,7 @@ export function App(props: AppProps): React.ReactElement {
   const screenProps: ScreenProps = {
     results, ui, viewState: ui.views[ui.view], width, height: bodyHeight, theme, history, target, now: clock.current, alerts: alertsView, backups: backupsView,
     backupJob: clusterName === undefined ? undefined : jobs.get(clusterName),
+    topology: topologyView?.cluster === clusterName ? topologyView : undefined,
   };
   const model = useMemo(() => screen.model?.(screenProps), [screen, results, ui.views, ui.view, ui.tagged, width, bodyHeight, alertsView, backupsView]); // eslint-disable-line react-hooks/exhaustive-deps
   const { row } = selectedRow(model, ui);

@@ -7,6 +7,7 @@ import type { PgNode } from '../db/node.js';
 import { messageOf } from '../errors.js';
 import { commands } from '../keymap.js';
 import { AuditLog, executePlan, isActionId, planAction, recordCancelled, type ActionContext, type ActionId, type ActionInputs, type Plan } from '../actions/index.js';
+import { roleFromSubject } from '../checks/timeouts.js';
 import type { Selection } from '../screens/types.js';
 import type { ActionProgress, PlanView, StepStatus } from './monitor.js';
 
@@ -15,6 +16,8 @@ export interface ActionDeskOptions {
   readonly connection: ConnectionSpec;
   readonly readOnly: boolean;
   readonly auditPath?: string | undefined;
+  /** The cluster the node belongs to: an alert of another cluster never picks a role to alter here. */
+  readonly cluster?: string | undefined;
 }
 
 let localPlans = 0;
@@ -25,7 +28,15 @@ function refusedView(title: string, reason: string): PlanView {
   return { id: `local-${localPlans}`, title, target: '-', danger: 'low', steps: [], confirmToken: null, refused: reason };
 }
 
-function inputFor(action: ActionId, selection: Selection, tagged: readonly number[]): ActionInputs[ActionId] | undefined {
+/** A session's role, or the role a timeouts alert of this cluster names (role settings are cluster-wide). */
+function roleInput(selection: Selection, cluster: string | undefined): ActionInputs['role.setTimeouts'] | undefined {
+  if (selection.kind === 'session') return { pid: selection.pid };
+  const target = selection.kind === 'alert' ? selection.target : null;
+  const role = target?.checkId === 'timeouts' && target.cluster === cluster ? roleFromSubject(target.subject) : undefined;
+  return role === undefined ? undefined : { role };
+}
+
+function inputFor(action: ActionId, selection: Selection, tagged: readonly number[], cluster?: string): ActionInputs[ActionId] | undefined {
   switch (action) {
     case 'session.cancel':
     case 'session.terminate':
@@ -38,14 +49,18 @@ function inputFor(action: ActionId, selection: Selection, tagged: readonly numbe
       return selection.kind === 'table' ? { schema: selection.schema, table: selection.name } : undefined;
     case 'index.reindex':
       return selection.kind === 'index' ? { schema: selection.schema, index: selection.name } : undefined;
+    case 'role.setTimeouts':
+      return roleInput(selection, cluster);
   }
 }
 
 export class ActionDesk {
   private readonly plans = new Map<string, Plan>();
   private readonly context: ActionContext;
+  private readonly cluster: string | undefined;
 
   constructor(options: ActionDeskOptions) {
+    this.cluster = options.cluster;
     this.context = {
       node: options.node,
       connection: options.connection,
@@ -59,7 +74,7 @@ export class ActionDesk {
     const described = commands.find((c) => c.id === command);
     const title = described?.description ?? command;
     if (!isActionId(command)) return refusedView(title, `${command} is not an action`);
-    const input = inputFor(command, selection, tagged);
+    const input = inputFor(command, selection, tagged, this.cluster);
     if (input === undefined) return refusedView(title, `this ${described?.whyDisabled ?? 'needs a selection'}`);
     try {
       const plan = await planAction(command, input as never, this.context);

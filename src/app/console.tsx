@@ -15,6 +15,7 @@ import { createBackupJobs, type BackupJobDesk } from './backup-actions.js';
 import { createMonitor, targetOf } from './live-monitor.js';
 import type { Monitor } from './monitor.js';
 import type { ViewId } from './state.js';
+import { createTopologyMonitor, type TopologyDesk } from './topology-monitor.js';
 
 export interface ConsoleOptions {
   readonly config: Config;
@@ -40,6 +41,7 @@ interface RootProps {
   readonly alerts: AlertDesk;
   readonly backups: BackupDesk;
   readonly backupJobs: BackupJobDesk;
+  readonly topology: TopologyDesk;
   readonly theme: Theme;
   readonly commands: readonly Command[];
   readonly initialView: ViewId | undefined;
@@ -64,6 +66,7 @@ function Root(props: RootProps): React.ReactElement {
       alerts={props.alerts}
       backups={props.backups}
       backupJobs={props.backupJobs}
+      topology={props.topology}
       theme={props.theme}
       commands={props.commands}
       columns={size.columns}
@@ -92,6 +95,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
   const backups = createBackupMonitor({ config: options.config, cluster: monitor.choices[initialTarget.cluster]?.[initialTarget.node]?.cluster ?? options.cluster ?? '' });
   // Backup, verify and drill from the Backups view: `pgwarden …` child processes.
   const backupJobs = createBackupJobs({ config: options.config, readOnly: options.readOnly, dsn: options.dsn, auditPath: options.auditPath });
+  // Every node of the console's cluster probed on its own: the topology tree of the Replication view.
+  const topology = createTopologyMonitor({ config: options.config, cluster: monitor.choices[initialTarget.cluster]?.[initialTarget.node]?.cluster ?? options.cluster ?? '' });
   const theme = themeFromEnvironment(process.env, { ascii: options.ascii });
   const commands = effectiveCommands({ readOnly: options.readOnly, remap: options.config.keys });
 
@@ -130,7 +135,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
 
   try {
     instance = render(
-      <Root monitor={monitor} alerts={alerts} backups={backups} backupJobs={backupJobs} theme={theme} commands={commands} initialView={options.initialView} initialTarget={initialTarget} onQuit={() => quit()} onRedraw={onRedraw} />,
+      <Root monitor={monitor} alerts={alerts} backups={backups} backupJobs={backupJobs} topology={topology} theme={theme} commands={commands} initialView={options.initialView} initialTarget={initialTarget} onQuit={() => quit()} onRedraw={onRedraw} />,
       // 60 fps: at Ink's default 30 a keypress can wait a whole 33 ms frame before it shows.
       { exitOnCtrlC: false, patchConsole: false, maxFps: 60 },
     );
@@ -145,7 +150,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     process.off('unhandledRejection', onCrash);
     restore();
     // A job still running is stopped (SIGTERM to its process group), and the terminal says so.
-    const [stopped] = await Promise.all([backupJobs.close(), monitor.close(), alerts.close(), backups.close()]);
+    const [stopped] = await Promise.all([backupJobs.close(), monitor.close(), alerts.close(), backups.close(), topology.close()]);
     for (const line of stopped) process.stderr.write(`pgwarden: ${line}\n`);
   }
 }

@@ -46,7 +46,7 @@ class LiveMonitor implements Monitor {
   private makeDesk(cluster: number, node: number): ActionDesk {
     const connection = this.options.config.clusters[cluster]?.nodes[node]?.connection;
     if (connection === undefined) throw new Error('no such node');
-    return new ActionDesk({ node: this.targets.server, connection, readOnly: this.options.readOnly, auditPath: this.options.auditPath });
+    return new ActionDesk({ node: this.targets.server, connection, readOnly: this.options.readOnly, auditPath: this.options.auditPath, cluster: this.options.config.clusters[cluster]?.name });
   }
 
   private start(): ProbeRunner {

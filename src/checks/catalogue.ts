@@ -3,11 +3,12 @@ import { customSqlCheck, httpEndpointCheck } from './application.js';
 import { backupsCheck } from './backups.js';
 import { deadlocksCheck, multixactWraparoundCheck, xidWraparoundCheck } from './databases.js';
 import { monitorCheck } from './monitor.js';
-import { replicationLagCheck, replicationSlotsCheck, walArchivingCheck } from './replication.js';
+import { replicationLagCheck, replicationSlotsCheck, splitBrainCheck, walArchivingCheck } from './replication.js';
 import { sequencesCheck } from './sequences.js';
 import { connectionsCheck, connectivityCheck, poolerCheck, restartCheck } from './server.js';
 import { idleInTransactionCheck, lockWaitsCheck, longQueryCheck, oldestTransactionCheck } from './sessions.js';
 import { slowQueriesCheck } from './statements.js';
+import { timeoutsCheck } from './timeouts.js';
 import { checkpointsCheck, diskCheck, walSizeCheck } from './storage.js';
 import { autovacuumCheck, bloatCheck, invalidIndexesCheck } from './tables.js';
 import type { Check, Thresholds } from './types.js';
@@ -22,10 +23,12 @@ export const checks: readonly Check[] = [
   longQueryCheck,
   oldestTransactionCheck,
   lockWaitsCheck,
+  timeoutsCheck,
   deadlocksCheck,
   replicationLagCheck,
   replicationSlotsCheck,
   walArchivingCheck,
+  splitBrainCheck,
   xidWraparoundCheck,
   multixactWraparoundCheck,
   autovacuumCheck,

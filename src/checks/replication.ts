@@ -1,9 +1,10 @@
-/** Checks on replication: standby lag, replication slots, WAL archiving. */
+/** Checks on replication: standby lag, replication slots, WAL archiving, split brain. */
 import { formatBytes, formatDuration } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
 import type { Standby } from '../probes/replication.js';
 import type { Check, Finding, Severity } from './types.js';
 import { finding, numberIn, recordOf, snapshotOf } from './helpers.js';
+import type { NodeServerResult } from './primary.js';
 
 const seconds = (n: number): string => formatDuration(n);
 const MB = 1024 ** 2;
@@ -276,3 +277,70 @@ function archiverStateAfter(failing: boolean, previous: unknown, now: Date): Arc
   if (!failing) return { failingSince: null };
   return { failingSince: numberIn(recordOf(previous)?.['failingSince']) ?? now.getTime() };
 }
+
+/** The subject of the split-brain finding. */
+export const splitBrainSubject = 'primaries';
+
+/**
+ * Split brain (DESIGN §7 rule 9), a cluster-wide finding (node "*") from the latest server result
+ * of every node of a cluster with several nodes: critical when two or more reachable nodes are out
+ * of recovery, ok when at most one is. Undefined for a single-node cluster and while a node has not
+ * been evaluated yet. A node that cannot be reached counts as not writable: nothing says it is.
+ */
+export function splitBrainFinding(nodes: readonly NodeServerResult[]): Finding | undefined {
+  if (nodes.length < 2) return undefined;
+  if (nodes.some((entry) => entry.server === undefined || entry.server.status === 'pending')) return undefined;
+  const primaries = nodes.flatMap((entry) => (entry.server?.status === 'ok' && entry.server.snapshot.role === 'primary' ? [{ node: entry.node, snapshot: entry.server.snapshot }] : []));
+  const details = Object.fromEntries(primaries.map((entry) => [entry.node, `primary on timeline ${entry.snapshot.timeline ?? '?'}, system ${entry.snapshot.systemIdentifier}`]));
+  if (primaries.length < 2) {
+    return finding('split-brain', {
+      severity: 'ok', subject: splitBrainSubject, value: primaries.length, threshold: 2, warningThreshold: null, unit: 'count',
+      message: primaries.length === 1 ? `one writable primary: ${primaries[0]?.node ?? ''}` : 'no reachable node accepts writes',
+      context: { details },
+    });
+  }
+  // The newest timeline is usually the promoted standby; the older one the primary that should have stopped.
+  const ordered = [...primaries].sort((a, b) => (a.snapshot.timeline ?? -1) - (b.snapshot.timeline ?? -1));
+  const described = ordered.map((entry) => `${entry.node} (timeline ${entry.snapshot.timeline ?? '?'})`).join(', ');
+  const oldest = ordered[0];
+  const newest = ordered[ordered.length - 1];
+  const hint = oldest !== undefined && newest !== undefined && (oldest.snapshot.timeline ?? -1) < (newest.snapshot.timeline ?? -1)
+    ? `: ${oldest.node} is on the oldest timeline, probably the former primary: stop writes there`
+    : '';
+  return finding('split-brain', {
+    severity: 'critical', subject: splitBrainSubject, value: primaries.length, threshold: 2, warningThreshold: null, unit: 'count',
+    message: `split brain: ${primaries.length} nodes accept writes: ${described}${hint}`,
+    context: { details },
+  });
+}
+
+/**
+ * Split brain: two writable primaries in one cluster. Nothing to say per node (a node only sees
+ * itself); `pgwarden --watch` evaluates splitBrainFinding() over the server results of all the
+ * cluster's nodes after each round, as the cluster-wide node "*".
+ */
+export const splitBrainCheck: Check<Record<string, never>> = {
+  id: 'split-brain',
+  title: 'Split brain',
+  description: 'Two or more nodes of one cluster are out of recovery (pg_is_in_recovery() false on each): both accept writes, and the writes of one are missing on the other. Evaluated per cluster of several nodes (node `*`) from the server probe of every node; a node that cannot be reached does not count.',
+  cadence: 'fast',
+  probes: ['server'],
+  defaults: {},
+  levels: () => ({ warning: 'never (it is critical at once)', critical: 'two or more reachable nodes accept writes' }),
+  evaluate({ results }) {
+    // Per node there is nothing to say but whether the server probe, which the cluster-wide finding reads, works.
+    const { unknown } = snapshotOf('split-brain', results, 'server');
+    return unknown === undefined ? [] : [unknown];
+  },
+  runbook: {
+    summary: 'More than one node of the cluster accepts writes. Clients that reach the wrong one write data the other does not have, and the two histories diverge further every second. This must never happen (DESIGN §7 rule 9); stop the damage first, investigate after.',
+    steps: [
+      'Look: on every node, `select pg_is_in_recovery(), timeline_id from pg_control_checkpoint();` and in the Replication view the topology tree. The node on the newer timeline was promoted last; the other is usually the former primary that came back (or never stopped).',
+      'Decide which node stays primary: normally the one the clients and PgBouncer point at now, on the newest timeline. Point PgBouncer (and every client path) at it only: `RELOAD` after editing its database entry.',
+      'Fence the other one at once: stop it (`pg_ctl stop -m fast -D <datadir>`), or at least block writes (`ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf();` and terminate its client sessions). Do not let it take writes while you think.',
+      'Save what it wrote alone before rejoining it: the WAL after the fork point (its timeline history), or a `pg_dump` of the affected tables, so the application owners can reconcile those rows.',
+      'Rejoin it only as a standby of the surviving primary: `pg_rewind --target-pgdata=<datadir> --source-server="host=<primary> …"`, then `standby.signal` and `primary_conninfo`, then start it (a fresh clone if pg_rewind fails). Never the other way round.',
+      'Escalate at once: a split brain means writes went to both nodes; the application owners must know which rows may be missing or conflicting.',
+    ],
+  },
+};

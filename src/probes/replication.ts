@@ -1,12 +1,16 @@
 /**
  * Replication as each side sees it: on a primary, its standbys (positions, byte distances, lag),
- * its slots and the WAL archiver; on a standby, its WAL receiver, replay progress and slots.
+ * its slots and the WAL archiver; on a standby, its WAL receiver, replay progress, slots and the
+ * standbys that cascade from it.
  */
 import type { Row } from '../db/types.js';
 import type { Probe } from './types.js';
 import { boolean, booleanOrNull, dateOrNull, number, numberOrNull, rowsOf, string, stringOrNull } from './values.js';
 
-/** Lag of one standby as the primary measures it. Distances are bytes behind the primary's current WAL position. */
+/**
+ * Lag of one standby as its upstream measures it. Distances are bytes behind the upstream's WAL
+ * position: a primary's current one, a cascading standby's last received or replayed one.
+ */
 export interface Standby {
   readonly pid: number;
   readonly application: string;
@@ -135,6 +139,12 @@ export interface StandbyReplication {
   readonly receiver: WalReceiver | null;
   readonly replay: Replay;
   readonly slots: readonly ReplicationSlot[];
+  /**
+   * Standbys streaming from this one (cascading replication): its WAL senders, with distances from
+   * the last position it received or replayed. The probe always sets it; absent only in snapshots
+   * made by hand.
+   */
+  readonly standbys?: readonly Standby[];
 }
 
 export type ReplicationSnapshot = PrimaryReplication | StandbyReplication;
@@ -171,7 +181,9 @@ select r.pid, coalesce(r.application_name, '') as application,
                ${version >= 120000 ? ', w.reply_time' : ''}
           from pg_stat_get_wal_senders() w
          cross join lateral pg_stat_get_activity(w.pid) a) r
- cross join (select pg_current_wal_lsn() as lsn where not pg_is_in_recovery()) c
+ -- A cascading standby sends what it received or replayed; a primary what it wrote.
+ cross join (select case when pg_is_in_recovery() then greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())
+                         else pg_current_wal_lsn() end as lsn) c
  order by r.application_name, r.pid`;
 
 // A standby keeps WAL up to what it received; a primary up to what it wrote.
@@ -363,7 +375,7 @@ export const replicationProbe: Probe<ReplicationSnapshot> = {
     const previousSlots = context.previous?.slots;
     const slots = rowsOf(rows, 'slots').map((row) => parseSlot(row, previousSlots, context.now));
     if (boolean(position, 'in_recovery')) {
-      return { role: 'standby', receiver: parseReceiver(rowsOf(rows, 'receiver')[0]), replay: parseReplay(position), slots };
+      return { role: 'standby', receiver: parseReceiver(rowsOf(rows, 'receiver')[0]), replay: parseReplay(position), slots, standbys: rowsOf(rows, 'standbys').map(parseStandby) };
     }
     return {
       role: 'primary',

@@ -16,6 +16,8 @@ export type ProbeId =
   | 'pgbouncer'
   | 'storage'
   | 'sequences'
+  | 'timeouts'
+  | 'pgbouncer-config'
   /** Not a probe: the application health snapshot that src/health fills in (src/probes/application.ts). */
   | 'application';
 

@@ -1,10 +1,15 @@
 /**
- * Replication as this node sees it: on a primary its standbys, slots and archiver; on a standby
- * its WAL receiver and replay progress (and its own slots, for cascading standbys).
+ * Replication: for a cluster of several nodes, the topology tree first (every node probed: the
+ * primary at the root, standbys under their upstream, cascades deeper) with its problems on top;
+ * then this node's own view: on a primary its standbys, slots and archiver; on a standby its WAL
+ * receiver and replay progress, its own slots and the standbys cascading from it.
  */
 import type { ReactElement } from 'react';
+import type { TopologyLine, TopologyNode, TopologyView } from '../cluster/topology.js';
 import { ProbeStatus, snapshotOf } from '../components/ProbeStatus.js';
 import type { ColumnSpec } from '../components/table-types.js';
+import type { Theme } from '../components/theme.js';
+import { displayWidth, fit } from '../format/text-table.js';
 import { formatBytes, formatCount, formatDuration } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
 import type { Archiver, ReplicationSlot, ReplicationSnapshot, Standby, StandbyReplication } from '../probes/replication.js';
@@ -42,7 +47,7 @@ function slotTone(slot: ReplicationSlot): Tone | undefined {
   return undefined;
 }
 
-/** A standby of the list (primary only). */
+/** A standby of the list (a primary's, or a cascading standby's). */
 export interface StandbyRow {
   readonly kind: 'standby';
   readonly key: string;
@@ -98,7 +103,8 @@ interface ReplicationParts {
 
 function partsOf(snapshot: ReplicationSnapshot, props: ScreenProps): ReplicationParts {
   const filter = props.viewState.filter;
-  const standbys = snapshot.role === 'primary' ? snapshot.standbys.map((standby): StandbyRow => ({ kind: 'standby', key: `standby:${standby.pid}`, standby })) : [];
+  const senders = snapshot.role === 'primary' ? snapshot.standbys : (snapshot.standbys ?? []);
+  const standbys = senders.map((standby): StandbyRow => ({ kind: 'standby', key: `standby:${standby.pid}`, standby }));
   const slots = snapshot.slots.map((slot): SlotRow => ({ kind: 'slot', key: `slot:${slot.name}`, slot }));
   const shownStandbys = filterRows(standbys, filter, (row) => [row.standby.application, row.standby.state, row.standby.client]);
   const shownSlots = filterRows(slots, filter, (row) => [row.slot.database, row.slot.name, row.slot.active ? 'active' : 'inactive']);
@@ -107,7 +113,7 @@ function partsOf(snapshot: ReplicationSnapshot, props: ScreenProps): Replication
 
 const noRows: readonly ReplicationRow[] = [];
 
-/** Standbys (sorted, on a primary), then slots, as one list for the cursor. */
+/** Standbys (sorted; a primary's or a cascading standby's), then slots, as one list for the cursor. */
 export const replicationModel = memoModel((props: ScreenProps): ListModel<ReplicationRow> => {
   const data = snapshotOf(resultOf(props.results, 'replication'));
   const rowKey = (row: ReplicationRow): string => row.key;
@@ -161,16 +167,129 @@ export function replayLine(snapshot: StandbyReplication): Part[] {
   return parts;
 }
 
+/**
+ * The tree's columns after the node column: title, width, alignment. What matters for a failover
+ * (role, timeline, lag, sync, state) fits 80 columns; the slot and the notes take what is left.
+ */
+const treeColumns = [
+  { title: 'role', width: 11, align: 'left' },
+  { title: 'tl', width: 3, align: 'right' },
+  { title: 'replay lag', width: 10, align: 'right' },
+  { title: 'lag time', width: 8, align: 'right' },
+  { title: 'sync', width: 9, align: 'left' },
+  { title: 'state', width: 9, align: 'left' },
+] as const;
+const nodeColumnWidth = 18;
+
+/** How a node's role reads in the tree: its role, or why it is not known. */
+function roleText(node: TopologyNode): string {
+  if (node.status === 'unreachable' && node.role === 'unknown') return 'unreachable';
+  if (node.status === 'pending') return 'pending';
+  return node.role;
+}
+
+/** The last column: the slot, and what else a DBA must know of this node. */
+function slotAndNotes(node: TopologyNode): string {
+  const notes: string[] = [];
+  if (node.slot !== null) notes.push(node.slot);
+  if (node.upstream === null && node.upstreamAddress !== null) notes.push(`from ${node.upstreamAddress}`);
+  if (!node.configured) notes.push('not in the config');
+  if (node.status === 'unreachable') notes.push(`pgwarden cannot connect: ${node.error ?? 'no answer'}`);
+  return notes.join(' · ');
+}
+
+/** The tone of a node's name: the worst problem naming it. */
+function nodeTone(node: TopologyNode, view: TopologyView): Tone | undefined {
+  const problems = view.topology.problems.filter((problem) => problem.nodes.includes(node.name));
+  if (problems.some((problem) => problem.severity === 'critical')) return 'critical';
+  if (problems.length > 0) return 'warning';
+  if (!node.configured) return 'muted';
+  return node.role === 'primary' && node.status === 'ok' ? 'ok' : undefined;
+}
+
+/** One node of the tree as toned parts, the branches drawn with the theme's symbols. */
+function treeLineParts(line: TopologyLine, view: TopologyView, theme: Theme): Part[] {
+  const { node } = line;
+  const { treeBranch, treeLast, treePipe } = theme.symbols;
+  const blank = ' '.repeat(displayWidth(treePipe));
+  const prefix = line.depth === 0 ? '' : `${line.pipes.map((pipe) => (pipe ? `${treePipe} ` : `${blank} `)).join('')}${line.last ? treeLast : treeBranch} `;
+  const lag = node.lag;
+  const notStreaming = node.role === 'standby' && node.state !== null && node.state !== 'streaming';
+  const cells: { text: string; tone?: Tone | undefined }[] = [
+    { text: roleText(node), tone: node.status === 'unreachable' ? 'critical' : node.status === 'pending' ? 'muted' : undefined },
+    { text: node.timeline === null ? '-' : String(node.timeline) },
+    { text: lag === null ? '' : formatBytes(lag.bytes), tone: lag === null ? undefined : lagTone(lag.bytes, null) },
+    { text: lag === null ? '' : formatDuration(lag.seconds), tone: lag === null ? undefined : lagTone(null, lag.seconds) },
+    { text: node.syncState ?? '' },
+    { text: node.state ?? '', tone: notStreaming ? 'critical' : undefined },
+  ];
+  const parts: Part[] = [{ text: fit(` ${prefix}${node.name}`, nodeColumnWidth), tone: nodeTone(node, view) }];
+  treeColumns.forEach((column, index) => parts.push({ text: ` ${fit(cells[index]?.text ?? '', column.width, column.align)}`, tone: cells[index]?.tone }));
+  const last = slotAndNotes(node);
+  if (last !== '') parts.push({ text: ` ${last}`, tone: node.status === 'unreachable' ? 'critical' : undefined });
+  return parts;
+}
+
+/** The tree's header line. */
+function treeHeader(): Part[] {
+  return [{ text: [fit(' node', nodeColumnWidth), ...treeColumns.map((column) => fit(column.title, column.width, column.align)), 'slot'].join(' '), tone: 'header' }];
+}
+
+/**
+ * The topology above this node's view: the problems (red critical, yellow warnings), a title, the
+ * header and the tree, in at most `room` lines (a third of it for problems, the tree the rest;
+ * what does not fit is counted on its last line).
+ */
+export function topologyLines(view: TopologyView, theme: Theme, room: number): Part[][] {
+  const { topology } = view;
+  const out: Part[][] = [];
+  const problemRoom = Math.max(1, Math.floor(room / 3));
+  const problems = topology.problems;
+  const shownProblems = problems.length <= problemRoom ? problems : problems.slice(0, problemRoom - 1);
+  for (const problem of shownProblems) out.push([{ text: problem.message, tone: problem.severity }]);
+  if (shownProblems.length < problems.length) {
+    const rest = problems.slice(shownProblems.length);
+    const kinds = new Map<string, number>();
+    for (const problem of rest) kinds.set(problem.kind, (kinds.get(problem.kind) ?? 0) + 1);
+    out.push([{ text: `and ${rest.length} more ${rest.length === 1 ? 'problem' : 'problems'}: ${[...kinds].map(([kind, count]) => (count === 1 ? kind : `${count} ${kind}`)).join(', ')}`, tone: rest.some((problem) => problem.severity === 'critical') ? 'critical' : 'warning' }]);
+  }
+  const configured = topology.nodes.filter((node) => node.configured).length;
+  const primary = topology.primaries.length === 0 ? 'no primary' : `primary ${topology.primaries.join(', ')}`;
+  out.push([{ text: `topology of ${view.cluster}: ${configured} nodes · ${primary}`, tone: 'accent' }]);
+  out.push(treeHeader());
+  const treeRoom = Math.max(1, room - out.length);
+  const lines = topology.lines;
+  const shownLines = lines.length <= treeRoom ? lines : lines.slice(0, treeRoom - 1);
+  for (const line of shownLines) out.push(treeLineParts(line, view, theme));
+  if (shownLines.length < lines.length) out.push([{ text: ` and ${lines.length - shownLines.length} more nodes`, tone: 'muted' }]);
+  return out;
+}
+
+/** The topology lines as the screen draws them. */
+function TopologyBlock({ lines, width, theme }: { readonly lines: readonly Part[][]; readonly width: number; readonly theme: Theme }): ReactElement {
+  return (
+    <>
+      {lines.map((parts, index) => (
+        <PartsLine key={index} parts={parts} width={width} theme={theme} />
+      ))}
+    </>
+  );
+}
+
 function ReplicationScreen(props: ScreenProps): ReactElement {
   const { width, height, theme, now, viewState } = props;
   const result = resultOf(props.results, 'replication');
   const data = snapshotOf(result);
   const model = replicationModel(props);
   const status = statusHeight(result, theme, 'replication', now);
+  // The tree takes up to half the height when this node's own view has something to show.
+  const tree = props.topology === undefined ? [] : topologyLines(props.topology, theme, Math.max(3, data === undefined ? height - status : Math.floor((height - status) / 2)));
+  const topology = <TopologyBlock lines={tree} width={width} theme={theme} />;
   if (data === undefined) {
     return (
       <ScreenFrame width={width} height={height}>
         <ProbeStatus result={result} theme={theme} what="replication" width={width} now={now} />
+        {topology}
       </ScreenFrame>
     );
   }
@@ -181,25 +300,31 @@ function ReplicationScreen(props: ScreenProps): ReactElement {
     emptyText: viewState.filter === null ? 'no replication slot' : 'no slot matches the filter',
   };
   const common = { selectedIndex: selectedIndexOf(model.rows, model.rowKey, viewState), width, scrollX: viewState.scrollX, rowKey: model.rowKey, theme } as const;
-  if (snapshot.role === 'standby') {
-    const room = height - status - 2;
-    return (
-      <ScreenFrame width={width} height={height}>
-        <ProbeStatus result={result} theme={theme} what="replication" width={width} now={now} />
-        <PartsLine parts={receiverLine(snapshot)} width={width} theme={theme} />
-        <PartsLine parts={replayLine(snapshot)} width={width} theme={theme} />
-        <Sections sections={[slotsSection]} heights={sectionHeights([{ rows: parts.slots.length }], room)} sort={null} {...common} />
-      </ScreenFrame>
-    );
-  }
   const standbysSection: Section<ReplicationRow> = {
     title: `standbys (${parts.standbys.length})`, columns: model.columns, rows: parts.standbys, offset: 0,
     emptyText: viewState.filter === null ? 'no standby is connected' : 'no standby matches the filter',
   };
-  const room = height - status - 1;
+  if (snapshot.role === 'standby') {
+    const room = height - status - tree.length - 2;
+    // A cascading standby lists the standbys streaming from it, as a primary does.
+    const cascading = (snapshot.standbys ?? []).length > 0;
+    const sections = cascading ? [standbysSection, slotsSection] : [slotsSection];
+    const heights = sectionHeights(cascading ? [{ rows: parts.standbys.length }, { rows: parts.slots.length }] : [{ rows: parts.slots.length }], room);
+    return (
+      <ScreenFrame width={width} height={height}>
+        <ProbeStatus result={result} theme={theme} what="replication" width={width} now={now} />
+        {topology}
+        <PartsLine parts={receiverLine(snapshot)} width={width} theme={theme} />
+        <PartsLine parts={replayLine(snapshot)} width={width} theme={theme} />
+        <Sections sections={sections} heights={heights} sort={cascading ? effectiveSort(viewState, model.defaultSort) : null} {...common} />
+      </ScreenFrame>
+    );
+  }
+  const room = height - status - tree.length - 1;
   return (
     <ScreenFrame width={width} height={height}>
       <ProbeStatus result={result} theme={theme} what="replication" width={width} now={now} />
+      {topology}
       <PartsLine parts={archiverLine(snapshot.archiver)} width={width} theme={theme} />
       <Sections
         sections={[standbysSection, slotsSection]}

@@ -4,6 +4,7 @@ import type { AlertTarget } from '../app/alert-prompts.js';
 import type { AlertsView } from '../app/alerts-view.js';
 import type { BackupJob } from '../app/backup-actions.js';
 import type { BackupsView } from '../app/backup-monitor.js';
+import type { TopologyView } from '../cluster/topology.js';
 import type { UiState, ViewId, ViewState } from '../app/state.js';
 import type { ColumnSpec } from '../components/table-types.js';
 import type { Theme } from '../components/theme.js';
@@ -35,6 +36,8 @@ export interface ScreenProps {
   readonly backups?: BackupsView | undefined;
   /** The latest backup job (backup, verify, drill) of the cluster shown, running or finished. */
   readonly backupJob?: BackupJob | undefined;
+  /** The topology of the cluster shown, every node probed (absent for a cluster of one node: the Replication view then shows this node's view only). */
+  readonly topology?: TopologyView | undefined;
 }
 
 /** What the shell needs of a list screen to move the cursor, sort, filter and act on a row. */

@@ -283,10 +283,11 @@ export class BackupJobs {
       // Stopped by the watcher's own stop (SIGTERM to the job): not a failure of the job; ok stays null.
       const interrupted = !ok && this.stopped;
       this.setRecord(plan.cluster, kind, { startedAt: started.toISOString(), finishedAt: finished.toISOString(), ok: interrupted ? null : ok, exitCode, summary });
+      // The state file first: whoever sees the event finds the job's record there.
+      await this.save();
       this.options.emit({ type: 'backup_job', cluster: plan.cluster, job: kind, state: ok ? 'succeeded' : interrupted ? 'interrupted' : 'failed', exit_code: exitCode, duration_ms: finished.getTime() - started.getTime(), summary });
       this.options.log(`${label} ${ok ? 'succeeded' : interrupted ? `interrupted by the watcher's stop (exit ${exitCode})` : `FAILED (exit ${exitCode})`} in ${((finished.getTime() - started.getTime()) / 1000).toFixed(1)} s${summary === '' ? '' : `: ${summary}`}`);
       if (ok && (kind === 'full' || kind === 'logical') && !jobs.queue.includes('expire')) jobs.queue.push('expire');
-      await this.save();
       // The check sees the job's result and the new catalog at the next tick.
       jobs.lastCatalogAt = undefined;
     })().catch((error: unknown) => this.options.log(`${label}: ${redact(messageOf(error))}`)).finally(() => {

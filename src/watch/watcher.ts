@@ -26,6 +26,7 @@ import { applicationCheckIds } from '../checks/application.js';
 import { checks as catalogue, resolveThresholds } from '../checks/catalogue.js';
 import { monitorCheck, monitorCluster, monitorFindings, type MonitorStatus, type MonitorThresholds, type OutboxStatus, type Stall } from '../checks/monitor.js';
 import { clusterWideNode, noPrimaryFinding } from '../checks/primary.js';
+import { splitBrainFinding } from '../checks/replication.js';
 import { cadenceMs as defaultCadenceMs, type Cadence, type Check, type Thresholds } from '../checks/types.js';
 import { engineConfigFrom, thresholdOverridesFor } from '../config/alerting.js';
 import { redact } from '../config/redact.js';
@@ -393,6 +394,8 @@ export class Watcher {
       const nodes = this.nodes.filter((node) => node.cluster === cluster.name).map((node) => ({ node: node.node, server: node.server }));
       const finding = noPrimaryFinding(nodes);
       if (finding !== undefined) out.push({ cluster: cluster.name, node: clusterWideNode, checks: ['restart'], findings: [finding] });
+      const split = splitBrainFinding(nodes);
+      if (split !== undefined) out.push({ cluster: cluster.name, node: clusterWideNode, checks: ['split-brain'], findings: [split] });
     }
     return out;
   }
@@ -612,7 +615,7 @@ export class Watcher {
     // A cluster that no longer has several nodes has no "no primary" verdict any more.
     const multi = new Set(next.clusters.filter((cluster) => cluster.nodes.length >= 2).map((cluster) => cluster.name));
     for (const cluster of previous.clusters) {
-      if (cluster.nodes.length >= 2 && !multi.has(cluster.name)) this.farewells.push({ cluster: cluster.name, node: clusterWideNode, checks: ['restart'], findings: [] });
+      if (cluster.nodes.length >= 2 && !multi.has(cluster.name)) this.farewells.push({ cluster: cluster.name, node: clusterWideNode, checks: ['restart', 'split-brain'], findings: [] });
     }
     // Application health: a cluster whose endpoints and SQL checks are all gone resolves their alerts.
     for (const cluster of previous.clusters) {

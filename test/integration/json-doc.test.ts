@@ -25,7 +25,7 @@ const bouncerAlias = `json_doc_${unique}`;
 const dir = mkdtempSync(join(tmpdir(), 'pgwarden-json-doc-'));
 
 // Every probe must have a section: `satisfies` rejects a misspelt id, Exhaustive makes a new ProbeId a compile error until it is listed.
-const allProbes = ['server', 'activity', 'connections', 'locks', 'databases', 'tables', 'replication', 'statements', 'pgbouncer', 'storage', 'sequences'] as const satisfies readonly ProbeId[];
+const allProbes = ['server', 'activity', 'connections', 'locks', 'databases', 'tables', 'replication', 'statements', 'pgbouncer', 'storage', 'sequences', 'timeouts', 'pgbouncer-config'] as const satisfies readonly ProbeId[];
 // 'application' is not a probe `show` runs: src/health fills it in for the application checks.
 type Exhaustive = Exclude<ProbeId, (typeof allProbes)[number] | 'application'> extends never ? true : never;
 const exhaustive: Exhaustive = true;
@@ -364,6 +364,20 @@ describe('docs/json.md against the real `pgwarden show --json`', () => {
     const snapshot = await snapshotOf('sequences', ['--dsn', primary!.dsn()]);
     expect(arrayAt(snapshot, 'sequences').map((sequence) => sequence['name'])).toContain('json_doc_ids_id_seq');
     compareWithDoc('sequences', [snapshot]);
+  });
+
+  it('documents every field of timeouts, with a role setting in one database', async () => {
+    await primary!.sql(`create role json_doc_app login; alter role json_doc_app in database postgres set statement_timeout = '30s'`);
+    const snapshot = await snapshotOf('timeouts', ['--dsn', primary!.dsn()]);
+    expect(arrayAt(snapshot, 'settings')).toContainEqual({ role: 'json_doc_app', database: 'postgres', name: 'statement_timeout', value: '30s', value_ms: 30_000 });
+    expect(arrayAt(snapshot, 'roles').find((role) => role['name'] === 'json_doc_app')).toMatchObject({ superuser: false, self: false });
+    compareWithDoc('timeouts', [snapshot]);
+  });
+
+  it('documents every field of pgbouncer-config', async () => {
+    const snapshot = await snapshotOf('pgbouncer-config', ['--config', configFile]);
+    expect(snapshot['pool_mode']).toBe('session');
+    compareWithDoc('pgbouncer-config', [snapshot]);
   });
 
   it('has a section for every probe and no section for a probe that does not exist', () => {

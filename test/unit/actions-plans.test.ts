@@ -169,7 +169,7 @@ describe('relation checks', () => {
 
 describe('the registry', () => {
   it('keys every action by the dangerous keymap command that starts it', () => {
-    expect(actionIds).toEqual(['session.cancel', 'session.terminate', 'session.terminateTagged', 'table.vacuum', 'table.analyze', 'index.reindex']);
+    expect(actionIds).toEqual(['session.cancel', 'session.terminate', 'session.terminateTagged', 'table.vacuum', 'table.analyze', 'index.reindex', 'role.setTimeouts']);
     for (const id of actionIds) expect(commands.find((command) => command.id === id)?.dangerous).toBe(true);
     for (const id of actionIds) expect(actions[id].id).toBe(id);
     expect(isActionId('session.cancel')).toBe(true);

@@ -364,7 +364,7 @@ describe('HelpOverlay', () => {
   it('fits 80×20, wrapping long descriptions under their column, and shows the position', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={20} scroll={0} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                              1-19/85',
+        'Key bindings (esc to close)                                              1-19/90',
         'Everywhere',
         'q, ^C      Quit and restore the terminal',
         '?          Show every key binding',
@@ -391,7 +391,7 @@ describe('HelpOverlay', () => {
   it('scrolls to the last page and no further', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={10} scroll={1000} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                             77-85/85',
+        'Key bindings (esc to close)                                             82-90/90',
         '           needs a backup plan for the cluster and a backup in its repository',
         "esc        Stop this cluster's running backup job (asks first; q asks too)",
         '           needs a running job',
