@@ -15,7 +15,8 @@
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connectPrimary, createReplica, listReplicas, planReplica, PrimaryUnreachableError, renderCreated, renderPlan, ReplicaRefusedError, type PrimaryConnection, type ReplicaListing } from '../cluster/replica.js';
+import { connectPrimary, createReplica, planReplica, PrimaryUnreachableError, renderCreated, renderPlan, ReplicaRefusedError, type PrimaryConnection } from '../cluster/replica.js';
+import { listReplicas, type ReplicaListing } from '../cluster/replica-list.js';
 import { loadConfig } from '../config/load.js';
 import type { ClusterConfig, Config } from '../config/types.js';
 import { UserError, messageOf } from '../errors.js';
