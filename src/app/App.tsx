@@ -208,6 +208,7 @@ export function App(props: AppProps): React.ReactElement {
   }, [props.backups, ui.view]);
   // The topology monitor probes every node of the console's cluster; one render per change.
   useEffect(() => props.topology?.subscribe(setTopologyView), [props.topology]);
+  useEffect(() => props.topology?.setPaused(ui.paused), [props.topology, ui.paused]);
   useEffect(() => {
     if (clusterName !== undefined) props.topology?.select(clusterName);
   }, [props.topology, clusterName]);

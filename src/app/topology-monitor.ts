@@ -23,6 +23,8 @@ export interface TopologyDesk {
   subscribe(listener: (view: TopologyView | undefined) => void): () => void;
   /** Follows the console to another cluster: the previous cluster's connections are closed. */
   select(cluster: string): void;
+  /** The console's pause key: no probe runs while paused (the last view stays). */
+  setPaused(paused: boolean): void;
   /** Stops every runner and closes every connection. */
   close(): Promise<void>;
 }
@@ -54,6 +56,7 @@ class ConsoleTopology implements TopologyDesk {
   private current: TopologyView | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private paused = false;
   private readonly coalesceMs: number;
   /** Runners being stopped by select() or close(), awaited by close(). */
   private stopping: Promise<unknown>[] = [];
@@ -85,6 +88,7 @@ class ConsoleTopology implements TopologyDesk {
         settings: this.settings(),
       });
       runner.on('refresh', () => this.schedulePublish());
+      runner.setPaused(this.paused);
       return { name, host, port, targets, runner, brokenReason: undefined };
     } catch (error) {
       return { name, host, port, targets: undefined, runner: undefined, brokenReason: messageOf(error) };
@@ -149,6 +153,11 @@ class ConsoleTopology implements TopologyDesk {
     return () => {
       this.listeners.delete(listener);
     };
+  }
+
+  setPaused(paused: boolean): void {
+    this.paused = paused;
+    for (const node of this.nodes) node.runner?.setPaused(paused);
   }
 
   select(cluster: string): void {
