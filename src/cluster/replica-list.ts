@@ -14,7 +14,8 @@ import { messageOf } from '../errors.js';
 import { formatBytes, formatDuration } from '../format/units.js';
 import { lagSeconds } from '../probes/replication.js';
 import { number, numberOrNull, string, stringOrNull } from '../probes/values.js';
-import { APPLICATION, connectPrimary, publicUri } from './replica.js';
+import { APPLICATION, connectPrimary } from './replica.js';
+import { publicUri } from './processes.js';
 
 /** One standby connected to the primary. */
 export interface ListedStandby {

@@ -10,6 +10,7 @@ import { resolveConnection } from './conninfo.js';
 import { commands } from '../keymap.js';
 import { parseAlerting } from './alerting.js';
 import { parseBackups } from './backups.js';
+import { defaultFailover, parseFailover } from './failover.js';
 import { parseHealth } from './health.js';
 import type { ClusterConfig, Config, NodeConfig, ProbeSettings } from './types.js';
 
@@ -101,27 +102,35 @@ function connectionAt(v: Validator, file: string, value: Json | undefined, key: 
   }
 }
 
+function absolutePath(v: Validator, value: Json | undefined, key: string, example: string): string {
+  const path = v.string(value, key, example);
+  if (!path.startsWith('/')) v.fail(key, `expected an absolute path, found "${path}"`, `write the full path, for example "${example}"`);
+  return path;
+}
+
 function parseCluster(v: Validator, file: string, value: Json | undefined, key: string, names: Set<string>): ClusterConfig {
-  const raw = v.object(value, key, ['name', 'nodes', 'pgbouncer']);
+  const raw = v.object(value, key, ['name', 'nodes', 'pgbouncer', 'failover']);
   const name = v.string(raw['name'], `${key}.name`, 'prod');
   if (names.has(name)) v.fail(`${key}.name`, `duplicate cluster name "${name}"`, 'give each cluster its own name');
   names.add(name);
   const nodeNames = new Set<string>();
   const nodes = v.array(raw['nodes'], `${key}.nodes`).map((nodeValue, index): NodeConfig => {
     const nodeKey = `${key}.nodes[${index}]`;
-    const node = v.object(nodeValue, nodeKey, ['name', 'dsn']);
+    const node = v.object(nodeValue, nodeKey, ['name', 'dsn', 'dataDir']);
     const nodeName = v.string(node['name'], `${nodeKey}.name`, 'db1');
     if (nodeNames.has(nodeName)) v.fail(`${nodeKey}.name`, `duplicate node name "${nodeName}"`, 'give each node of a cluster its own name');
     nodeNames.add(nodeName);
-    return { name: nodeName, connection: connectionAt(v, file, node['dsn'], `${nodeKey}.dsn`) };
+    const dataDir = node['dataDir'] === undefined ? undefined : absolutePath(v, node['dataDir'], `${nodeKey}.dataDir`, '/var/lib/postgresql/15/main');
+    return { name: nodeName, connection: connectionAt(v, file, node['dsn'], `${nodeKey}.dsn`), dataDir };
   });
   if (nodes.length === 0) v.fail(`${key}.nodes`, 'a cluster needs at least one node', 'add { "name": "db1", "dsn": "postgresql://…" }');
   let pgbouncer: ClusterConfig['pgbouncer'];
   if (raw['pgbouncer'] !== undefined) {
-    const bouncer = v.object(raw['pgbouncer'], `${key}.pgbouncer`, ['dsn']);
-    pgbouncer = { connection: connectionAt(v, file, bouncer['dsn'], `${key}.pgbouncer.dsn`) };
+    const bouncer = v.object(raw['pgbouncer'], `${key}.pgbouncer`, ['dsn', 'ini']);
+    const ini = bouncer['ini'] === undefined ? undefined : absolutePath(v, bouncer['ini'], `${key}.pgbouncer.ini`, '/etc/pgbouncer/pgbouncer.ini');
+    pgbouncer = { connection: connectionAt(v, file, bouncer['dsn'], `${key}.pgbouncer.dsn`), ini };
   }
-  return { name, nodes, pgbouncer };
+  return { name, nodes, pgbouncer, failover: parseFailover(v, raw['failover'], `${key}.failover`) };
 }
 
 function parseProbes(v: Validator, value: Json | undefined, knownProbes: readonly string[]): Record<string, ProbeSettings> {
@@ -237,11 +246,11 @@ export function loadConfig(options: LoadOptions): Config {
   }
   if (options.dsn !== undefined) {
     const connection = resolveConnection(options.dsn, '--dsn', env);
-    return { ...config, clusters: [{ name: 'cli', nodes: [{ name: connection.host, connection }], pgbouncer: undefined }] };
+    return { ...config, clusters: [{ name: 'cli', nodes: [{ name: connection.host, connection, dataDir: undefined }], pgbouncer: undefined, failover: defaultFailover }] };
   }
   if (config.clusters.length === 0) {
     const connection = resolveConnection(undefined, 'the environment', env);
-    return { ...config, clusters: [{ name: 'default', nodes: [{ name: connection.host, connection }], pgbouncer: undefined }] };
+    return { ...config, clusters: [{ name: 'default', nodes: [{ name: connection.host, connection, dataDir: undefined }], pgbouncer: undefined, failover: defaultFailover }] };
   }
   return config;
 }

@@ -1,6 +1,7 @@
 /** The validated configuration, as the rest of pgwarden sees it. */
 import type { AlertingConfig } from './alerting.js';
 import type { BackupsConfig } from './backups.js';
+import type { FailoverConfig } from './failover.js';
 import type { HealthConfig } from './health.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -21,17 +22,23 @@ export interface ConnectionSpec {
 export interface NodeConfig {
   readonly name: string;
   readonly connection: ConnectionSpec;
+  /** The node's data directory on this host, when it is local: needed to stop, rewind and restart it (switchover, fencing, rejoin). */
+  readonly dataDir: string | undefined;
 }
 
 export interface PgBouncerConfig {
   /** Connection to the admin console (database "pgbouncer"). */
   readonly connection: ConnectionSpec;
+  /** Its pgbouncer.ini on this host: pgwarden rewrites the [databases] host and port to repoint it, then RELOADs. */
+  readonly ini: string | undefined;
 }
 
 export interface ClusterConfig {
   readonly name: string;
   readonly nodes: readonly NodeConfig[];
   readonly pgbouncer: PgBouncerConfig | undefined;
+  /** Switchover and failover settings (src/config/failover.ts). */
+  readonly failover: FailoverConfig;
 }
 
 export interface ProbeSettings {

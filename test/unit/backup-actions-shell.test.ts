@@ -3,6 +3,7 @@
 // pane with its lines and elapsed time, a second press says it is running, q and Esc ask before
 // stopping it; without a backup plan the keys say why. The desk is the real runner over real child
 // processes (a stand-in for bin/pgwarden.js that runs until told to stop).
+import { defaultFailover } from '../../src/config/failover.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,7 +70,7 @@ afterAll(async () => {
 function start(options: { readOnly?: boolean; planned?: boolean } = {}) {
   const readOnly = options.readOnly ?? false;
   const jobs = new BackupJobRunner({
-    config: { source: join(dir, 'config.json'), backups: options.planned === false ? undefined : backups, clusters: [{ name: 'main', nodes: [], pgbouncer: undefined }] },
+    config: { source: join(dir, 'config.json'), backups: options.planned === false ? undefined : backups, clusters: [{ name: 'main', nodes: [], pgbouncer: undefined, failover: defaultFailover }] },
     readOnly, auditPath: join(dir, 'audit.log'), launcher: { execPath: process.execPath, script },
   });
   runners.push(jobs);

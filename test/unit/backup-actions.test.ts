@@ -2,6 +2,7 @@
 // keys only as files and variables, refusals under --read-only and without a plan), the job state
 // machine (stderr lines, stop, outcomes), and the runner over real child processes (one job per
 // cluster, stop asks the whole process group, every job audited).
+import { defaultFailover } from '../../src/config/failover.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -213,7 +214,7 @@ describe('the runner, over real child processes', () => {
 
   function runner(): BackupJobRunner {
     const made = new BackupJobRunner({
-      config: { source: join(dir, 'config.json'), backups, clusters: [{ name: 'main', nodes: [{ name: 'db1', connection }], pgbouncer: undefined }] },
+      config: { source: join(dir, 'config.json'), backups, clusters: [{ name: 'main', nodes: [{ name: 'db1', connection, dataDir: undefined }], pgbouncer: undefined, failover: defaultFailover }] },
       readOnly: false, dsn: true, auditPath, launcher: { execPath: process.execPath, script },
     });
     jobs.push(made);
