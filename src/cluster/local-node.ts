@@ -9,7 +9,7 @@
  * on the command line). The server writes its output to pgwarden-server.log in the data directory.
  */
 import { existsSync } from 'node:fs';
-import { chown, readFile, writeFile } from 'node:fs/promises';
+import { chown, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveOwner, type Owner } from '../backup/restore.js';
 import type { FailoverConfig } from '../config/failover.js';
@@ -99,9 +99,28 @@ export async function startLocal(node: LocalNode, signal?: AbortSignal): Promise
   if (result.code !== 0) throw failed('pg_ctl start', node, result);
 }
 
-/** pg_rewind from `source` (the new primary); the connection comes from libpq variables. */
+/** The node's own configuration files at the top of its data directory (postgresql.conf, included files, pg_hba.conf…). */
+async function ownConfigFiles(node: LocalNode): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  for (const name of await readdir(node.dataDir)) {
+    if (name.endsWith('.conf')) files.set(name, await readFile(join(node.dataDir, name)));
+  }
+  return files;
+}
+
+/**
+ * pg_rewind from `source` (the new primary); the connection comes from libpq variables. pg_rewind
+ * copies the source's configuration files too (its port, its settings): the node's own are put
+ * back afterwards, as they were, and a file only the source has is removed.
+ */
 export async function rewind(node: LocalNode, source: ConnectionSpec, signal?: AbortSignal): Promise<string> {
+  const own = await ownConfigFiles(node);
   const result = await run(node.owner, tool(node, 'pg_rewind'), ['--target-pgdata', node.dataDir, '--source-server', `dbname=${source.database}`, '--progress'], libpqEnv(source, 'pgwarden-rewind'), signal);
+  for (const name of (await ownConfigFiles(node)).keys()) if (!own.has(name)) await rm(join(node.dataDir, name));
+  for (const [name, content] of own) {
+    await writeFile(join(node.dataDir, name), content, { mode: 0o600 });
+    if ((process.getuid?.() ?? -1) === 0) await chown(join(node.dataDir, name), node.owner.uid, node.owner.gid);
+  }
   if (result.code !== 0) throw failed('pg_rewind', node, result);
   return `${result.stderr}${result.stdout}`;
 }
