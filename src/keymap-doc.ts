@@ -9,6 +9,7 @@ const scopeTitles: Readonly<Record<Scope, string>> = {
   tables: 'Tables',
   alerts: 'Alerts (acknowledging and silencing change no data: `--read-only` keeps them)',
   backups: 'Backups (each key shows the exact `pgwarden` command line before it runs; `--read-only` refuses backup and drill)',
+  replication: 'Replication (switchover, failover and rejoin run `pgwarden switchover|failover|rejoin`: the plan it prints, then a typed confirmation; docs/failover.md)',
   dialog: 'Dialogs, prompts and the detail pane',
 };
 

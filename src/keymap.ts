@@ -15,6 +15,7 @@ export type Scope =
   | 'tables'
   | 'alerts'
   | 'backups'
+  | 'replication'
   /** A confirmation dialog, the palette, the filter prompt or the detail pane. */
   | 'dialog';
 
@@ -29,6 +30,7 @@ export type CommandId =
   | 'role.setTimeouts'
   | 'alert.acknowledge' | 'alert.unacknowledge' | 'alert.silence' | 'alert.unsilence'
   | 'backup.now' | 'backup.verify' | 'backup.drill' | 'backup.stop'
+  | 'cluster.switchover' | 'cluster.failover' | 'cluster.rejoin' | 'cluster.stop'
   | 'dialog.confirm' | 'dialog.cancel' | 'dialog.yes' | 'dialog.no';
 
 export interface Command {
@@ -93,6 +95,11 @@ export const commands: readonly Command[] = [
   { id: 'backup.verify', keys: ['v'], description: 'Verify the selected backup (or the newest) with `pgwarden verify`: reads the repository only', scope: 'backups', dangerous: false, hint: 'verify', whyDisabled: 'needs a backup listed in the view' },
   { id: 'backup.drill', keys: ['D'], description: 'Restore drill with `pgwarden drill`: restores the newest backup to a scratch server and checks it (refused under --read-only)', scope: 'backups', dangerous: false, hint: 'drill', whyDisabled: 'needs a backup plan for the cluster and a backup in its repository' },
   { id: 'backup.stop', keys: ['escape'], description: "Stop this cluster's running backup job (asks first; q asks too)", scope: 'backups', dangerous: false, whyDisabled: 'needs a running job' },
+  // Dangerous: they change which node is the primary; removed under --read-only. Each is `pgwarden switchover|failover|rejoin`, run as a job.
+  { id: 'cluster.switchover', keys: ['W'], description: 'Switch over to the selected standby: the plan `pgwarden switchover --dry-run` prints, then type its name', scope: 'replication', dangerous: true, hint: 'switchover', whyDisabled: 'needs a --config cluster of several nodes and a selected standby that is one of them' },
+  { id: 'cluster.failover', keys: ['F'], description: 'Fail over (the primary is down) to the most advanced standby: its plan, then type the cluster\'s name', scope: 'replication', dangerous: true, hint: 'failover', whyDisabled: 'needs a --config cluster of several nodes' },
+  { id: 'cluster.rejoin', keys: ['J'], description: 'Rejoin the node shown as a standby: fenced if it still writes, pg_rewind, started (type its name)', scope: 'replication', dangerous: true, whyDisabled: 'needs a --config cluster whose node has a dataDir on this host' },
+  { id: 'cluster.stop', keys: ['escape'], description: "Stop this cluster's running switchover, failover or rejoin (asks first)", scope: 'replication', dangerous: false, whyDisabled: 'needs a running job' },
   { id: 'dialog.confirm', keys: ['enter'], description: 'Confirm (after typing what is asked, when asked)', scope: 'dialog', dangerous: false },
   { id: 'dialog.cancel', keys: ['escape'], description: 'Close the dialog or prompt without acting', scope: 'dialog', dangerous: false, hint: 'close' },
   { id: 'dialog.yes', keys: ['y'], description: 'Run the plan shown (low and medium danger)', scope: 'dialog', dangerous: false, hint: 'run' },
@@ -102,7 +109,7 @@ export const commands: readonly Command[] = [
 /** Scopes active on a view with a list, most specific first. */
 export function scopesFor(view: string, dialogOpen: boolean): readonly Scope[] {
   if (dialogOpen) return ['dialog'];
-  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' || view === 'alerts' || view === 'backups' ? [view] : [];
+  const specific: Scope[] = view === 'activity' || view === 'locks' || view === 'tables' || view === 'alerts' || view === 'backups' || view === 'replication' ? [view] : [];
   const list: Scope[] = view === 'overview' || view === 'help' ? [] : ['list'];
   // Locks lists sessions too: the session commands apply there.
   const sessions: Scope[] = view === 'locks' ? ['activity'] : [];

@@ -272,6 +272,32 @@ export function App(props: AppProps): React.ReactElement {
     dispatch({ type: 'modal', modal: { kind: 'confirm', planId: plan.id, typed: '' } });
   };
 
+  /** A switchover, failover or rejoin: the command's own dry run is the plan shown (a moment while it runs). */
+  const planClusterJob = (kind: 'switchover' | 'failover' | 'rejoin'): void => {
+    const desk = props.backupJobs;
+    if (desk === undefined || choice === undefined) {
+      toast('info', `${kind} is not available in this console`);
+      return;
+    }
+    const busy = busyMessage(jobs.get(choice.cluster), now());
+    if (busy !== null) {
+      toast('warning', busy);
+      return;
+    }
+    const standby = selection.kind === 'standby' ? selection.name : undefined;
+    const plan = desk.plan({ kind, cluster: choice.cluster, node: choice.node, label: choice.label, role: server?.role ?? null, selected: undefined, view: undefined, standby });
+    const show = (shown: BackupJobPlan): void => {
+      setJobPlans((previous) => new Map(previous).set(shown.id, shown));
+      dispatch({ type: 'modal', modal: { kind: 'confirm', planId: shown.id, typed: '' } });
+    };
+    if (plan.refused !== null) {
+      show(plan);
+      return;
+    }
+    toast('info', `planning the ${kind}: ${plan.previewArgs.slice(1).join(' ')}`);
+    void desk.preview(plan.id).then(show, (error: unknown) => toast('error', error instanceof Error ? error.message : String(error)));
+  };
+
   const forgetJobPlan = (id: string): void => {
     setJobPlans((previous) => {
       const next = new Map(previous);
@@ -280,8 +306,8 @@ export function App(props: AppProps): React.ReactElement {
     });
   };
 
-  /** y runs the job, n or esc declines it (audited); a refused plan only closes. */
-  const onJobPlanKey = (plan: BackupJobPlan, input: string, name: string | undefined): void => {
+  /** y runs the job (or, when a name must be typed, enter after typing it), n or esc declines it (audited); a refused plan only closes. */
+  const onJobPlanKey = (plan: BackupJobPlan, input: string, name: string | undefined, key: Key, typed: string): void => {
     const desk = props.backupJobs;
     const close = (): void => {
       dispatch({ type: 'modal.close' });
@@ -291,10 +317,28 @@ export function App(props: AppProps): React.ReactElement {
       if (name === 'escape' || name === 'enter') close();
       return;
     }
-    if (input === 'y' || input === 'Y') {
+    const run = (): void => {
       close();
       const why = desk.start(plan.id);
       if (why !== null) toast('warning', why);
+    };
+    if (plan.confirmToken !== null) {
+      if (name === 'escape') {
+        desk.decline(plan.id);
+        close();
+        toast('info', 'nothing was done');
+      } else if (name === 'backspace') dispatch({ type: 'prompt.backspace' });
+      else if (name === 'enter') {
+        if (typed === plan.confirmToken) run();
+        else toast('warning', `type ${plan.confirmToken} exactly to confirm`);
+      } else {
+        const text = typedText(input, key);
+        if (text !== undefined) dispatch({ type: 'prompt.input', text });
+      }
+      return;
+    }
+    if (input === 'y' || input === 'Y') {
+      run();
     } else if (input === 'n' || input === 'N' || name === 'escape') {
       desk.decline(plan.id);
       close();
@@ -406,6 +450,14 @@ export function App(props: AppProps): React.ReactElement {
       'backup.now': () => planJob('backup'),
       'backup.verify': () => planJob('verify'),
       'backup.drill': () => planJob('drill'),
+      'cluster.switchover': () => planClusterJob('switchover'),
+      'cluster.failover': () => planClusterJob('failover'),
+      'cluster.rejoin': () => planClusterJob('rejoin'),
+      'cluster.stop': () => {
+        const job = choice === undefined ? undefined : jobs.get(choice.cluster);
+        if (job === undefined || job.status === 'finished') toast('info', `stop ${command.whyDisabled ?? ''}`);
+        else dispatch({ type: 'modal', modal: { kind: 'job.stop', cluster: job.cluster, quit: false } });
+      },
       'backup.stop': () => {
         const job = choice === undefined ? undefined : jobs.get(choice.cluster);
         if (job === undefined || job.status === 'finished') toast('info', `stop ${command.whyDisabled ?? ''}`);
@@ -475,7 +527,7 @@ export function App(props: AppProps): React.ReactElement {
     if (modal.kind === 'confirm') {
       const jobPlan = jobPlans.get(modal.planId);
       if (jobPlan !== undefined) {
-        onJobPlanKey(jobPlan, input, name);
+        onJobPlanKey(jobPlan, input, name, key, modal.typed);
         return;
       }
       const plan = plans.get(modal.planId);
@@ -587,7 +639,7 @@ export function App(props: AppProps): React.ReactElement {
       : detailFor(results, modal.target, modal.target.kind === 'session' && fullQuery?.pid === modal.target.pid ? fullQuery.text : null);
     body = <DetailPane title={detail.title} sections={detail.sections.map((s) => ({ heading: s.heading, lines: [...s.lines] }))} width={width} height={bodyHeight} scroll={modal.scroll} theme={theme} />;
   } else if (modal.kind === 'confirm' && jobPlans.get(modal.planId) !== undefined) {
-    body = <ConfirmDialog plan={jobPlans.get(modal.planId) as BackupJobPlan} typed="" width={width} theme={theme} />;
+    body = <ConfirmDialog plan={jobPlans.get(modal.planId) as BackupJobPlan} typed={modal.typed} width={width} theme={theme} />;
   } else if (modal.kind === 'job.stop') {
     const job = runningJob(modal.cluster);
     body = job === undefined

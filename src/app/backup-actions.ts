@@ -21,11 +21,16 @@ import type { Config, ConnectionSpec } from '../config/types.js';
 import { messageOf } from '../errors.js';
 import { formatDuration } from '../format/units.js';
 import type { BackupEntry, BackupsView } from './backup-monitor.js';
+import { clusterJobPlan, isClusterJob, previewSteps, type ClusterJobKind } from './cluster-jobs.js';
 
-export type BackupJobKind = 'backup' | 'verify' | 'drill';
+/** backup, verify and drill from the Backups view; switchover, failover and rejoin from the Replication view (src/app/cluster-jobs.ts). */
+export type BackupJobKind = 'backup' | 'verify' | 'drill' | ClusterJobKind;
 
 /** The keymap command that starts each kind of job. */
-export const backupJobCommands = { backup: 'backup.now', verify: 'backup.verify', drill: 'backup.drill' } as const;
+export const backupJobCommands = {
+  backup: 'backup.now', verify: 'backup.verify', drill: 'backup.drill',
+  switchover: 'cluster.switchover', failover: 'cluster.failover', rejoin: 'cluster.rejoin',
+} as const;
 export type BackupJobCommand = (typeof backupJobCommands)[BackupJobKind];
 
 /** How many stderr lines a job keeps (the pane shows the last few). */
@@ -75,7 +80,8 @@ export interface BackupJobPlan {
   readonly target: string;
   readonly danger: Danger;
   readonly steps: readonly { readonly description: string; readonly command?: string }[];
-  readonly confirmToken: null;
+  /** What to type to confirm (the high-danger cluster jobs), or null for y/n. */
+  readonly confirmToken: string | null;
   readonly refused: string | null;
   readonly cluster: string;
   /** The arguments after the executable: [script, command, …]. Empty when refused. */
@@ -84,10 +90,23 @@ export interface BackupJobPlan {
   readonly env: Readonly<Record<string, string>>;
   /** The exact command line, shell-quoted, as shown. */
   readonly commandLine: string;
+  /** The arguments of its dry run, whose output is the plan shown (cluster jobs); empty: none. */
+  readonly previewArgs: readonly string[];
 }
 
-const titles: Readonly<Record<BackupJobKind, string>> = { backup: 'Back up now', verify: 'Verify a backup', drill: 'Restore drill' };
-const dangers: Readonly<Record<BackupJobKind, Danger>> = { backup: 'medium', verify: 'low', drill: 'medium' };
+const titles: Readonly<Record<BackupJobKind, string>> = { backup: 'Back up now', verify: 'Verify a backup', drill: 'Restore drill', switchover: 'Switchover', failover: 'Failover', rejoin: 'Rejoin as a standby' };
+const dangers: Readonly<Record<BackupJobKind, Danger>> = { backup: 'medium', verify: 'low', drill: 'medium', switchover: 'high', failover: 'high', rejoin: 'high' };
+
+/** A new plan id (plans of every job kind share one sequence). */
+export function nextJobPlanId(): string {
+  planCounter += 1;
+  return `job-${planCounter}`;
+}
+
+/** The title and danger of a kind of job. */
+export function jobKindOf(kind: BackupJobKind): { readonly title: string; readonly danger: Danger } {
+  return { title: titles[kind], danger: dangers[kind] };
+}
 
 /** A word quoted for a POSIX shell when it needs it, so the line shown can be pasted as is. */
 export function shellQuote(word: string): string {
@@ -130,10 +149,9 @@ export function newestBackup(view: BackupsView | undefined): BackupEntry | undef
 let planCounter = 0;
 
 function refusedPlan(source: JobSource, target: string, reason: string): BackupJobPlan {
-  planCounter += 1;
   return {
-    id: `job-${planCounter}`, kind: source.kind, title: titles[source.kind], target, danger: dangers[source.kind], steps: [], confirmToken: null,
-    refused: reason, cluster: source.cluster, args: [], env: {}, commandLine: '',
+    id: nextJobPlanId(), kind: source.kind, title: titles[source.kind], target, danger: dangers[source.kind], steps: [], confirmToken: null,
+    refused: reason, cluster: source.cluster, args: [], env: {}, commandLine: '', previewArgs: [],
   };
 }
 
@@ -164,13 +182,12 @@ const dsnS3 = (repository: RepositoryConfig): string =>
   `repository ${repository.name} is on S3, which the command reaches only through --config: start the console with --config FILE (not --dsn)`;
 
 function finish(source: JobSource, target: string, args: string[], description: string): BackupJobPlan {
-  planCounter += 1;
   const full = [source.launcher.script, ...args];
   const commandLine = commandLineOf(source.launcher.execPath, full);
   const password = source.dsn?.password;
   return {
-    id: `job-${planCounter}`, kind: source.kind, title: titles[source.kind], target, danger: dangers[source.kind], confirmToken: null, refused: null,
-    cluster: source.cluster, args: full, env: password === undefined ? {} : { PGPASSWORD: password }, commandLine,
+    id: nextJobPlanId(), kind: source.kind, title: titles[source.kind], target, danger: dangers[source.kind], confirmToken: null, refused: null,
+    cluster: source.cluster, args: full, env: password === undefined ? {} : { PGPASSWORD: password }, commandLine, previewArgs: [],
     steps: [
       { command: commandLine, description },
       { description: 'Progress: its stderr lines in a pane under the list, with the elapsed time; the result as a toast, and the list is read again. Esc (or q) asks before stopping it.' },
@@ -319,7 +336,7 @@ export function jobStep(job: BackupJob, event: JobEvent): BackupJob {
 }
 
 /** The last "pgwarden: …" line of stderr (the failure), with its hint when one follows. */
-function failureLine(lines: readonly string[]): string | null {
+export function failureLine(lines: readonly string[]): string | null {
   for (let index = lines.length - 1; index >= 0; index -= 1) {
     const line = lines[index] ?? '';
     if (!line.startsWith('pgwarden:')) continue;
@@ -344,6 +361,7 @@ export function jobOutcome(job: BackupJob): { readonly ok: boolean; readonly sum
     return { ok: false, summary: job.kind === 'backup' ? `${why}; a backup stopped before its manifest is stored never counts` : why };
   }
   if (job.exitCode === 0) {
+    if (isClusterJob(job.kind)) return { ok: true, summary: out[out.length - 1] ?? 'done' };
     if (job.kind === 'backup') return { ok: true, summary: `backup ${out[0] ?? '?'} stored` };
     // verify: "backup X: ok (…)" first, then the recovery window; drill: its verdict last.
     return { ok: true, summary: (job.kind === 'verify' ? out[0] : out[out.length - 1]) ?? 'done' };
@@ -364,15 +382,19 @@ export function jobElapsed(job: BackupJob, now: Date): string {
 
 /** The confirmation shown before stopping a running job (PlanView-compatible). */
 export function stopPlanView(job: BackupJob, quit: boolean, now: Date): BackupJobPlan {
-  const consequence = job.kind === 'backup'
-    ? 'The backup stops; the parts it stored stay without a manifest (listed as incomplete, never counted as a backup).'
-    : job.kind === 'drill'
-      ? 'The drill stops its scratch server, removes its directory and records itself as failed (interrupted).'
-      : 'The verification stops; nothing is recorded.';
+  const consequences: Readonly<Record<BackupJobKind, string>> = {
+    backup: 'The backup stops; the parts it stored stay without a manifest (listed as incomplete, never counted as a backup).',
+    drill: 'The drill stops its scratch server, removes its directory and records itself as failed (interrupted).',
+    verify: 'The verification stops; nothing is recorded.',
+    switchover: 'pgwarden stops the current step, resumes PgBouncer and says which node is the primary now (docs/failover.md).',
+    failover: 'pgwarden stops the current step, resumes PgBouncer and says which node is the primary now (docs/failover.md).',
+    rejoin: 'pgwarden stops the current step; the node stays stopped (docs/failover.md, "Fencing and rejoining").',
+  };
+  const consequence = consequences[job.kind];
   return {
     id: `stop-${job.planId}`, kind: job.kind, title: quit ? `Quit: a ${job.kind} job is running` : `Stop the running ${job.kind} job?`,
     target: `${job.target}, running for ${jobElapsed(job, now)}${job.pid === null ? '' : ` (pid ${job.pid})`}`,
-    danger: 'medium', confirmToken: null, refused: null, cluster: job.cluster, args: [], env: {}, commandLine: job.commandLine,
+    danger: 'medium', confirmToken: null, refused: null, cluster: job.cluster, args: [], env: {}, commandLine: job.commandLine, previewArgs: [],
     steps: [
       { description: `SIGTERM to the job's process group (pgwarden and what it runs). ${consequence}${quit ? ' Then the console quits.' : ''}` },
       { description: quit ? 'n or esc: keep the console (and the job) running.' : 'n or esc: let it run.' },
@@ -393,6 +415,8 @@ export interface JobContext {
   readonly role: 'primary' | 'standby' | null;
   readonly selected: BackupEntry | undefined;
   readonly view: BackupsView | undefined;
+  /** The standby selected in the Replication view (a switchover's target). */
+  readonly standby?: string | undefined;
 }
 
 /** Called whenever a job changes; `finished` is the job that has just ended, if one has. */
@@ -404,6 +428,8 @@ export interface BackupJobDesk {
   /** The jobs still running. */
   running(): readonly BackupJob[];
   plan(context: JobContext): BackupJobPlan;
+  /** A cluster job's plan with what its dry run prints as the steps (refused when the dry run refuses). */
+  preview(planId: string): Promise<BackupJobPlan>;
   /** Starts a confirmed plan; returns why it did not (a job of that cluster is running), or null. */
   start(planId: string): string | null;
   /** The user said no: audited, and forgotten. */
@@ -468,6 +494,15 @@ export class BackupJobRunner implements BackupJobDesk {
 
   plan(context: JobContext): BackupJobPlan {
     const config = this.options.config;
+    if (isClusterJob(context.kind)) {
+      const made = clusterJobPlan({
+        kind: context.kind, configFile: this.options.dsn === true ? undefined : resolve(config.source),
+        cluster: config.clusters.find((candidate) => candidate.name === context.cluster), clusterName: context.cluster,
+        node: context.node, standby: context.standby, readOnly: this.options.readOnly, launcher: this.launcher,
+      });
+      this.plans.set(made.id, { plan: made, label: context.label });
+      return made;
+    }
     const cluster = config.clusters.find((candidate) => candidate.name === context.cluster);
     const node = cluster?.nodes.find((candidate) => candidate.name === context.node);
     const plan = resolveBackupPlan(config, context.cluster);
@@ -487,6 +522,17 @@ export class BackupJobRunner implements BackupJobDesk {
     });
     this.plans.set(made.id, { plan: made, label: context.label });
     return made;
+  }
+
+  async preview(planId: string): Promise<BackupJobPlan> {
+    const known = this.plans.get(planId);
+    if (known === undefined) throw new Error('this plan is no longer known');
+    const { plan, label } = known;
+    if (plan.refused !== null || plan.previewArgs.length === 0) return plan;
+    const result = await runPreview(this.launcher.execPath, plan.previewArgs, plan.env);
+    const previewed = previewSteps(plan, { code: result.code, stdout: redact(result.stdout, this.secrets), stderr: redact(result.stderr, this.secrets) });
+    this.plans.set(planId, { plan: previewed, label });
+    return previewed;
   }
 
   start(planId: string): string | null {
@@ -633,6 +679,26 @@ type BackupAuditEntry = Omit<AuditEntry, 'action'> & { readonly action: BackupJo
  */
 function appendBackupEntry(audit: AuditLog, entry: BackupAuditEntry, secrets: readonly string[]): Promise<void> {
   return audit.append(entry as unknown as AuditEntry, secrets);
+}
+
+/** A dry run: its output, within a minute (its own process group, killed after that). */
+function runPreview(execPath: string, args: readonly string[], env: Readonly<Record<string, string>>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(execPath, [...args], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (text: string) => (stdout = (stdout + text).slice(0, stdoutLimit)));
+    child.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr = (stderr + text).slice(-stdoutLimit)));
+    const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 60_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      done({ code: null, stdout, stderr: `${stderr}pgwarden: ${messageOf(error)}\n` });
+    });
+  });
 }
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {

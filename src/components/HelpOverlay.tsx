@@ -17,6 +17,7 @@ export const scopeTitles: readonly (readonly [Scope, string])[] = [
   ['tables', 'Tables'],
   ['alerts', 'Alerts'],
   ['backups', 'Backups'],
+  ['replication', 'Replication'],
   ['dialog', 'Dialogs and prompts'],
 ];
 

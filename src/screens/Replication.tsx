@@ -14,8 +14,10 @@ import { formatBytes, formatCount, formatDuration } from '../format/units.js';
 import { resultOf } from '../probes/index.js';
 import type { Archiver, ReplicationSlot, ReplicationSnapshot, Standby, StandbyReplication } from '../probes/replication.js';
 import { effectiveSort, filterRows, forKind, memoModel, PartsLine, ScreenFrame, sectionHeights, Sections, selectedIndexOf, since, statusHeight, type Part, type Section, type Tone } from './common.js';
-import type { ListModel, ScreenModule, ScreenProps } from './types.js';
+import type { ListModel, ScreenModule, ScreenProps, Selection } from './types.js';
 import { sortRows } from '../components/table-sort.js';
+import { isClusterJob } from '../app/cluster-jobs.js';
+import { jobPaneLines } from './Backups.js';
 
 const MB = 1024 ** 2;
 const GB = 1024 ** 3;
@@ -283,7 +285,11 @@ function ReplicationScreen(props: ScreenProps): ReactElement {
   const model = replicationModel(props);
   const status = statusHeight(result, theme, 'replication', now);
   // The tree takes up to half the height when this node's own view has something to show.
-  const tree = props.topology === undefined ? [] : topologyLines(props.topology, theme, Math.max(3, data === undefined ? height - status : Math.floor((height - status) / 2)));
+  // A switchover, failover or rejoin of this cluster: its pane under the tree (backup jobs show in the Backups view).
+  const job = props.backupJob !== undefined && isClusterJob(props.backupJob.kind) ? props.backupJob : undefined;
+  const pane = job === undefined ? [] : jobPaneLines(job, now, job.status === 'finished' ? 3 : 6);
+  const treeLines = props.topology === undefined ? [] : topologyLines(props.topology, theme, Math.max(3, data === undefined ? height - status : Math.floor((height - status) / 2)));
+  const tree = [...treeLines, ...pane];
   const topology = <TopologyBlock lines={tree} width={width} theme={theme} />;
   if (data === undefined) {
     return (
@@ -341,5 +347,6 @@ export const replicationScreen: ScreenModule<ReplicationRow> = {
   id: 'replication',
   title: 'Replication',
   model: replicationModel,
+  selectionOf: (row): Selection => (row.kind === 'standby' && row.standby.application !== '' ? { kind: 'standby', name: row.standby.application } : { kind: 'none' }),
   Screen: ReplicationScreen,
 };

@@ -56,6 +56,8 @@ export type Selection =
   | { readonly kind: 'table'; readonly schema: string; readonly name: string }
   | { readonly kind: 'index'; readonly schema: string; readonly name: string; readonly invalid: boolean }
   | { readonly kind: 'statement'; readonly key: string }
+  /** A standby of the Replication view, by its application_name (a configured node's name, by convention). */
+  | { readonly kind: 'standby'; readonly name: string }
   /**
    * A row of the Alerts view. `target` is the alert it is about (none for a silence row); `status`
    * its state now (null when it is no longer active); `silenceId` the silence on the row or covering it.

@@ -6,20 +6,19 @@
 // answered with a notice, not obeyed. Stopped as the copy's server starts (pg_ctl start waiting,
 // or recovery), the server is stopped all the same. Stopped while it waits for its restore
 // point's WAL (the archiver is broken), it records that too and leaves nothing behind.
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DrillRecord } from '../../src/backup/drill.js';
 import { pgwardenAsPostgres, pgwardenBin, PostgresScratch } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
+import { drillRecords, processesUsing } from '../support/drills.js';
 
-const execFileAsync = promisify(execFile);
 const scratch = new PostgresScratch('drill-interrupt');
 
 let primary: TestCluster;
@@ -54,18 +53,8 @@ async function startDrill(args: readonly string[]): Promise<DrillProcess> {
   return run;
 }
 
-/** Every drill record of the repository, oldest first. */
-async function records(): Promise<DrillRecord[]> {
-  const dir = join(repo, 'drills');
-  const names = (await readdir(dir).catch(() => [])).filter((name) => name.endsWith('.json')).sort();
-  return Promise.all(names.map(async (name) => JSON.parse(await readFile(join(dir, name), 'utf8')) as DrillRecord));
-}
-
-/** Processes whose command line mentions `path` (a server left running on the drill's copy). */
-async function processesUsing(path: string): Promise<string[]> {
-  const { stdout } = await execFileAsync('ps', ['-eo', 'args']);
-  return stdout.split('\n').filter((line) => line.includes(path));
-}
+/** Every drill record of this test's repository, oldest first. */
+const records = (): Promise<DrillRecord[]> => drillRecords(repo);
 
 /** Whether a TCP connection to 127.0.0.1:`port` is refused (nothing listens there). */
 function refused(port: number): Promise<boolean> {

@@ -7,16 +7,14 @@
 // missing from the repository (the restore cannot reach the restore point); each is recorded with
 // ok:false and leaves no directory or server behind. Usage errors and an empty repository exit 2.
 // Every pgwarden run happens as the postgres user, who owns the repository and the restored copy.
-import { execFile } from 'node:child_process';
-import { mkdir, readdir, readFile, rename } from 'node:fs/promises';
+import { mkdir, readdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DrillRecord } from '../../src/backup/drill.js';
 import { pgwardenAsPostgres, pgwardenBin, PostgresScratch, type Run } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
+import { drillRecords, processesUsing } from '../support/drills.js';
 
-const execFileAsync = promisify(execFile);
 const scratch = new PostgresScratch('drill');
 const pgwarden = (args: readonly string[]): Promise<Run> => pgwardenAsPostgres(args, { timeoutMs: 150_000 });
 
@@ -32,18 +30,8 @@ let afterBackupWal: string;
 let lastCommitFrom: number;
 let lastCommitTo: number;
 
-/** Every drill record of the repository, oldest first. */
-async function records(): Promise<DrillRecord[]> {
-  const dir = join(repo, 'drills');
-  const names = (await readdir(dir).catch(() => [])).filter((name) => name.endsWith('.json')).sort();
-  return Promise.all(names.map(async (name) => JSON.parse(await readFile(join(dir, name), 'utf8')) as DrillRecord));
-}
-
-/** Processes whose command line mentions `path` (a server left running on the drill's copy). */
-async function processesUsing(path: string): Promise<string[]> {
-  const { stdout } = await execFileAsync('ps', ['-eo', 'args']);
-  return stdout.split('\n').filter((line) => line.includes(path));
-}
+/** Every drill record of this test's repository, oldest first. */
+const records = (): Promise<DrillRecord[]> => drillRecords(repo);
 
 
 beforeAll(async () => {

@@ -141,7 +141,7 @@ describe('Footer', () => {
 
 // Scope order of activity: activity, list, global; keymap order inside a scope.
 function order(id: string): number {
-  const rank = { activity: 0, locks: 0, tables: 0, alerts: 0, backups: 0, list: 1, global: 2, dialog: 3 } as const;
+  const rank = { activity: 0, locks: 0, tables: 0, alerts: 0, backups: 0, replication: 0, list: 1, global: 2, dialog: 3 } as const;
   const index = commands.findIndex((command) => command.id === id);
   const command = commands[index]!;
   return rank[command.scope] * 1000 + index;

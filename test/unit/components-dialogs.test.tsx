@@ -332,7 +332,7 @@ describe('ProgressDialog', () => {
 
 describe('HelpOverlay', () => {
   it('lists every command of the keymap with its keys, danger and what it needs (200 columns)', () => {
-    const text = frame200(<HelpOverlay commands={commands} width={200} height={80} scroll={0} theme={theme} />);
+    const text = frame200(<HelpOverlay commands={commands} width={200} height={120} scroll={0} theme={theme} />);
     const lines = text.split('\n');
     for (const command of commands) {
       const line = lines.find((candidate) => candidate.includes(command.description));
@@ -350,6 +350,7 @@ describe('HelpOverlay', () => {
       'Tables',
       'Alerts',
       'Backups',
+      'Replication',
       'Dialogs and prompts',
     ]);
   });
@@ -364,7 +365,7 @@ describe('HelpOverlay', () => {
   it('fits 80×20, wrapping long descriptions under their column, and shows the position', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={20} scroll={0} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                              1-19/90',
+        'Key bindings (esc to close)                                             1-19/105',
         'Everywhere',
         'q, ^C      Quit and restore the terminal',
         '?          Show every key binding',
@@ -391,9 +392,9 @@ describe('HelpOverlay', () => {
   it('scrolls to the last page and no further', () => {
     expect(frame(<HelpOverlay commands={commands} width={80} height={10} scroll={1000} theme={theme} />)).toBe(
       [
-        'Key bindings (esc to close)                                             82-90/90',
-        '           needs a backup plan for the cluster and a backup in its repository',
-        "esc        Stop this cluster's running backup job (asks first; q asks too)",
+        'Key bindings (esc to close)                                           97-105/105',
+        "esc        Stop this cluster's running switchover, failover or rejoin (asks",
+        '           first)',
         '           needs a running job',
         '',
         'Dialogs and prompts',
