@@ -30,6 +30,7 @@ import { openRepository, type OpenRepository } from '../backup/repository/index.
 import { LocalRepository } from '../backup/repository/local.js';
 import { listBackupIds, verifyBackup } from '../backup/verify.js';
 import { zstdInstalled } from '../backup/wal/compress.js';
+import { checkDuplicateWal } from '../backup/wal/copies.js';
 import { recoveryWindow, windowProblems } from '../backup/window.js';
 import type { Config } from '../config/types.js';
 import { probeIds } from '../probes/index.js';
@@ -212,6 +213,10 @@ export async function verifyCommand(args: readonly string[], options: BackupComm
       lines.push(`recovery window: ok, from ${window.from.time} (backup ${window.from.backupId}) to ${window.reachableTo.wal} (timeline ${window.reachableTo.timeline}), no gap`);
     }
     problems.push(...windowTrouble);
+    // A WAL name stored under two keys counts once in the window; the same WAL twice is only a warning.
+    const duplicates = await checkDuplicateWal(repository, keyring, [...catalog.wal.map((wal) => wal.key), ...catalog.histories.map((history) => history.key)]);
+    lines.push(...duplicates.warnings.map((warning) => `warning: ${warning}`));
+    problems.push(...duplicates.problems);
     if (problems.length === 0) return { stdout: `${lines.join('\n')}\n`, stderr: '', exitCode: 0 };
     return { stdout: `${[...lines, ...problems].map((line) => redact(line)).join('\n')}\n`, stderr: `pgwarden: verify: ${problems.length} problem(s) in ${repository.description}\n`, exitCode: 1 };
   } catch (error) {

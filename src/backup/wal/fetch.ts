@@ -11,17 +11,22 @@
  *
  * The file is written to `<destination>.pgwarden.tmp`, fsynced and renamed, so the server never
  * sees a partial file.
+ *
+ * A name is found whatever compression or encryption stored it. When it is stored under two keys
+ * (older versions, or two pushes with different settings caught mid-race), the first key is read
+ * and the other copy must hold the same WAL: recovery never picks one of two different copies.
  */
 import { createHash } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fsyncDir } from '../../atomic-file.js';
-import { UserError } from '../../errors.js';
+import { UserError, messageOf } from '../../errors.js';
 import { decryptBuffer } from '../crypto.js';
-import { ObjectNotFoundError, type Keyring, type Repository } from '../types.js';
+import { ObjectNotFoundError, type Keyring, type Repository, type StoredObject } from '../types.js';
 import { decodeObject, findArchived, readArchiveInfo, readObject } from './archive.js';
 import { decompress } from './compress.js';
-import { parseWalFileName, systemIdentifierOfControlFile } from './segment.js';
+import { compareCopies, copyOf, readArchivedCopy, type ArchivedCopy, type WalCopy } from './copies.js';
+import { parseWalFileName, systemIdentifierOfControlFile, type WalFileName } from './segment.js';
 
 export interface WalFetchOptions {
   readonly repository: Repository;
@@ -35,6 +40,9 @@ export type WalFetchResult =
   | { readonly outcome: 'restored'; readonly name: string; readonly key: string; readonly size: number }
   /** The repository verifiably holds no file of that name: the only result that may end recovery. */
   | { readonly outcome: 'not in archive'; readonly name: string };
+
+/** Listings before giving up when the copies of a name keep disappearing between listing and reading. */
+const MAX_ATTEMPTS = 5;
 
 /** The suffix of the temporary file next to the destination. */
 export const TEMP_SUFFIX = '.pgwarden.tmp';
@@ -97,26 +105,62 @@ export async function fetchWal(name: string, destination: string, options: WalFe
   }
   await checkRestoringCluster(resolve(options.dataDirectory ?? process.cwd()), info.systemIdentifier, repository);
 
-  const [object] = await findArchived(repository, file);
-  if (object === undefined) return { outcome: 'not in archive', name };
-  let stored: Buffer;
+  // The name is archived once, under a key of whatever compression and encryption its push used;
+  // the first key is the one a push keeps when two copies meet (push.ts, settleClaim).
+  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+    const [object, ...others] = await findArchived(repository, file);
+    if (object === undefined) return { outcome: 'not in archive', name };
+    let stored: Buffer;
+    try {
+      stored = await readObject(repository, object);
+    } catch (error) {
+      // Removed between the listing and the read (retention, or a duplicate removed by a push):
+      // the next listing tells whether another copy is there.
+      if (error instanceof ObjectNotFoundError) continue;
+      throw error;
+    }
+    const { header, payload } = decodeObject(object.key, stored);
+    if (header.name !== name) throw new UserError(`${object.key} holds ${header.name}, not ${name}`, 'the repository is damaged: check it with pgwarden verify');
+    if (header.encrypted && keyring === undefined) {
+      throw new UserError(`${object.key} is encrypted and no key is configured`, 'give wal fetch the keyring the archive was written with');
+    }
+    const compressed = header.encrypted && keyring !== undefined ? await decryptBuffer(keyring, payload) : payload;
+    const original = await decompress(compressed, header.compression);
+    if (original.length !== header.size || sha256(original) !== header.sha256) {
+      throw new UserError(`${object.key} does not give back the ${header.size} bytes with the SHA-256 its header names`, 'the repository is damaged: check it with pgwarden verify; restore this file from another repository');
+    }
+    for (const other of others) await checkOtherCopy(repository, file, object.key, { size: header.size, sha256: header.sha256, original }, other, keyring);
+    await writeDurably(resolve(destination), original);
+    return { outcome: 'restored', name, key: object.key, size: original.length };
+  }
+  throw new Error(`the copies of ${name} in ${repository.description} disappeared while being read, ${MAX_ATTEMPTS} times`);
+}
+
+/**
+ * A second copy of the name (from an older version, or two pushes that raced): recovery goes on
+ * only when it holds the same WAL as the first; otherwise it stops rather than pick one.
+ */
+async function checkOtherCopy(
+  repository: Repository, file: WalFileName, firstKey: string, first: WalCopy, other: StoredObject, keyring: Keyring | undefined,
+): Promise<void> {
+  let copy: ArchivedCopy;
   try {
-    stored = await readObject(repository, object);
+    copy = await readArchivedCopy(repository, other, keyring);
   } catch (error) {
-    // Removed between the listing and the read (retention): as missing as if never listed.
-    if (error instanceof ObjectNotFoundError) return { outcome: 'not in archive', name };
-    throw error;
+    if (error instanceof ObjectNotFoundError) return;
+    throw new UserError(
+      `${file.name} is stored twice, as ${firstKey} and ${other.key}, and ${other.key} cannot be read back: ${messageOf(error)}; recovery stops here rather than choose`,
+      'check the repository with pgwarden verify; move the damaged copy aside once the other is known to be right',
+    );
   }
-  const { header, payload } = decodeObject(object.key, stored);
-  if (header.name !== name) throw new UserError(`${object.key} holds ${header.name}, not ${name}`, 'the repository is damaged: check it with pgwarden verify');
-  if (header.encrypted && keyring === undefined) {
-    throw new UserError(`${object.key} is encrypted and no key is configured`, 'give wal fetch the keyring the archive was written with');
-  }
-  const compressed = header.encrypted && keyring !== undefined ? await decryptBuffer(keyring, payload) : payload;
-  const original = await decompress(compressed, header.compression);
-  if (original.length !== header.size || sha256(original) !== header.sha256) {
-    throw new UserError(`${object.key} does not give back the ${header.size} bytes with the SHA-256 its header names`, 'the repository is damaged: check it with pgwarden verify; restore this file from another repository');
-  }
-  await writeDurably(resolve(destination), original);
-  return { outcome: 'restored', name, key: object.key, size: original.length };
+  const { verdict } = compareCopies(file.kind, first, copyOf(copy));
+  if (verdict === 'same' || verdict === 'same up to switch') return;
+  throw new UserError(
+    verdict === 'unknown'
+      ? `${file.name} is stored twice, as ${firstKey} and ${other.key}, with different checksums, and ${other.key} is encrypted with no key at hand to compare them; recovery stops here rather than choose`
+      : `${file.name} is stored twice with different WAL, as ${firstKey} and ${other.key}: two clusters or a restored copy wrote this name; recovery stops here rather than choose`,
+    verdict === 'unknown'
+      ? 'give wal fetch the keyring the archive was written with'
+      : 'pgwarden verify names both; move aside the copy that is not of the cluster being restored, then start the server again',
+  );
 }

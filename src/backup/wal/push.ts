@@ -13,6 +13,11 @@
  * pg_receivewal's may differ there; such a copy, the same up to the switch, counts as archived
  * (the stored object stays as it is). The repository writes atomically, so a push killed halfway
  * leaves nothing under the final name.
+ *
+ * The claim is on the WAL file's name, not on an object key: a copy stored with any compression or
+ * encryption counts. Two pushes with different settings (the WAL receiver and archive_command)
+ * can both store before either sees the other, under two keys; each lists the name again after
+ * storing and settles it the same way (settleClaim), so that one object per name stays.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -20,24 +25,22 @@ import { basename, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { UserError, messageOf } from '../../errors.js';
 import { decryptBuffer, encryptBuffer } from '../crypto.js';
-import { ObjectExistsError, type Keyring, type Repository, type StoredObject } from '../types.js';
+import { ObjectExistsError, ObjectNotFoundError, type Keyring, type Repository, type StoredObject } from '../types.js';
 import {
-  decodeObject,
   encodeObjectHeader,
   ensureArchiveInfo,
   findArchived,
-  readObject,
   walObjectKey,
   DamagedObjectError,
   type ClusterIdentity,
   type WalObjectHeader,
 } from './archive.js';
 import { compress, decompress, defaultCompression, type Compression } from './compress.js';
+import { compareCopies, copyOf, readArchivedCopy, type ArchivedCopy, type WalCopy } from './copies.js';
 import {
   WalFormatError,
   parseWalFileName,
   readLongPageHeader,
-  sameWalUpToSwitch,
   segmentProblems,
   systemIdentifierOfControlFile,
   type WalFileName,
@@ -77,6 +80,8 @@ export interface WalPushResult {
 
 /** History and backup-label files are a few hundred bytes; anything big is not one. */
 const MAX_SMALL_FILE = 1024 * 1024;
+/** Rounds of list, judge or store before giving up when other pushes keep changing the name's copies. */
+const MAX_ATTEMPTS = 5;
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -116,60 +121,123 @@ async function identify(file: WalFileName, bytes: Buffer, dataDirectory: string)
   return { systemIdentifier: header.systemIdentifier, pgVersion: header.pgVersion ?? null, walSegmentSize: header.segmentSize };
 }
 
-/**
- * Reads an archived object back, checking the repository's checksum of the stored bytes and, when
- * it can be decoded here (not encrypted, or encrypted and the keyring is at hand), that it gives
- * back the bytes its header names. Returns the header, and the original bytes when decoded.
- */
-async function readVerified(
-  repository: Repository, object: StoredObject, keyring: Keyring | undefined,
-): Promise<{ header: WalObjectHeader; original: Buffer | undefined }> {
-  const { header, payload } = decodeObject(object.key, await readObject(repository, object));
-  if (header.encrypted && keyring === undefined) return { header, original: undefined };
-  const compressed = header.encrypted && keyring !== undefined ? await decryptBuffer(keyring, payload) : payload;
-  const original = await decompress(compressed, header.compression);
-  if (original.length !== header.size || sha256(original) !== header.sha256) {
-    throw new DamagedObjectError(`${object.key} does not give back the ${header.size} bytes its header names`);
-  }
-  return { header, original };
+/** The refusal of rule 2: `file` is archived already as `existing` with other WAL than `mine`. */
+function differentContents(file: WalFileName, existing: ArchivedCopy, mine: WalCopy, repository: Repository, meanwhile: string): UserError {
+  const { header } = existing;
+  return new UserError(
+    `refused: ${file.name} is archived already with different contents${meanwhile} (archived as ${existing.object.key}: ${header.size} bytes, SHA-256 ${header.sha256.slice(0, 16)}…; ` +
+      `this file: ${mine.size} bytes, SHA-256 ${mine.sha256.slice(0, 16)}…) in ${repository.description}; an archived name is never overwritten`,
+    'two clusters or a restored copy are writing to one archive: give each cluster (and each restored copy that runs on) its own repository',
+  );
 }
 
 /**
- * A retry of a name that is archived already: success when the stored copy is intact and holds the
- * same original bytes, or the same WAL up to the switch record a segment ends with; a loud
- * refusal otherwise (rule 2).
+ * Compares this file with one stored copy of its name: the same bytes, or the same WAL up to the
+ * switch record a segment ends with. Returns undefined when the copy is gone (removed as a
+ * duplicate since the listing); throws a loud refusal when it differs or is damaged (rule 2). An
+ * encrypted copy without the key at hand cannot be compared, and is refused as different.
  */
-async function compareWithArchived(
-  repository: Repository, file: WalFileName, existing: StoredObject, bytes: Buffer, originalSha256: string, keyring: Keyring | undefined,
-): Promise<WalPushResult> {
-  let header: WalObjectHeader;
-  let archived: Buffer | undefined;
+async function judgeCopy(
+  repository: Repository, file: WalFileName, existing: StoredObject, mine: WalCopy, keyring: Keyring | undefined, meanwhile = '',
+): Promise<{ copy: ArchivedCopy; switchEnd: number | undefined } | undefined> {
+  let copy: ArchivedCopy;
   try {
-    ({ header, original: archived } = await readVerified(repository, existing, keyring));
+    copy = await readArchivedCopy(repository, existing, keyring);
   } catch (error) {
+    if (error instanceof ObjectNotFoundError) return undefined;
     const why = error instanceof DamagedObjectError ? error.message : `it cannot be read back intact: ${messageOf(error)}`;
     throw new UserError(
       `${file.name} is archived already as ${existing.key} in ${repository.description}, but ${why}`,
       'check the repository (pgwarden verify); move the damaged object aside only after making sure the WAL is safe elsewhere, then the next retry archives it again',
     );
   }
-  const size = bytes.length;
-  if (header.sha256 === originalSha256 && header.size === size) {
-    return { name: file.name, key: existing.key, outcome: 'already archived', storedSize: existing.size };
+  const verdict = compareCopies(file.kind, copyOf(copy), mine);
+  if (verdict.verdict === 'same') return { copy, switchEnd: undefined };
+  if (verdict.verdict === 'same up to switch') return { copy, switchEnd: verdict.switchEnd };
+  throw differentContents(file, copy, mine, repository, meanwhile);
+}
+
+function switchNote(switchEnd: number | undefined): Pick<WalPushResult, 'switchEnd' | 'note'> {
+  return switchEnd === undefined ? {} : { switchEnd, note: `same WAL up to the switch at offset ${switchEnd}; tails differ` };
+}
+
+/**
+ * A retry of a name that is archived already (under any key): success when every stored copy is
+ * intact and holds the same WAL; a loud refusal otherwise. Copies after the first (left by a push
+ * killed while settling a race, or by older versions) are removed once they are known to hold the
+ * same WAL, as settleClaim would have. Undefined when every copy vanished since the listing (the
+ * caller lists again).
+ */
+async function judgeArchived(
+  repository: Repository, file: WalFileName, existing: readonly StoredObject[], mine: WalCopy, keyring: Keyring | undefined,
+): Promise<WalPushResult | undefined> {
+  const judged: { copy: ArchivedCopy; switchEnd: number | undefined }[] = [];
+  for (const object of existing) {
+    const copy = await judgeCopy(repository, file, object, mine, keyring);
+    if (copy !== undefined) judged.push(copy);
   }
-  // Both copies end with a switch at the same place and hold the same bytes up to it: the same WAL.
-  // An encrypted copy without the key at hand cannot be compared, and is refused as different.
-  const switchEnd = file.kind === 'segment' && archived !== undefined ? sameWalUpToSwitch(archived, bytes) : undefined;
-  if (switchEnd === undefined) {
-    throw new UserError(
-      `refused: ${file.name} is archived already with different contents (archived: ${header.size} bytes, SHA-256 ${header.sha256.slice(0, 16)}…; ` +
-        `this file: ${size} bytes, SHA-256 ${originalSha256.slice(0, 16)}…) in ${repository.description}; an archived name is never overwritten`,
-      'two clusters or a restored copy are writing to one archive: give each cluster (and each restored copy that runs on) its own repository',
+  const [first, ...extra] = judged;
+  if (first === undefined) return undefined;
+  const result: WalPushResult = { name: file.name, key: first.copy.object.key, outcome: 'already archived', storedSize: first.copy.object.size, ...switchNote(first.switchEnd) };
+  if (extra.length === 0) return result;
+  const keys = extra.map(({ copy }) => copy.object.key);
+  const removed = await repository.delete(keys).then(
+    () => `removed ${keys.join(', ')}, another copy of the same WAL`,
+    (error: unknown) => `could not remove ${keys.join(', ')}, another copy of the same WAL: ${messageOf(error)}`,
+  );
+  return { ...result, note: result.note === undefined ? removed : `${result.note}; ${removed}` };
+}
+
+/**
+ * After storing `stored`: the name is claimed by whoever stored first, but two pushes with
+ * different settings (so under different keys) may each have stored before seeing the other's.
+ * Lists the name again and settles it so that one object stays:
+ * - only ours: stored;
+ * - another copy with other WAL (or damaged): ours is taken back and the push refused (rule 2);
+ * - other copies of the same WAL: the smallest key stays. Ours is removed when another key is
+ *   smaller; when ours is the smallest, the others are removed. Every push settles the same way,
+ *   and an object is removed only while a smaller key with the same WAL is there, so the name is
+ *   never left without a copy (rule 1), even when the other push already reported success.
+ * Undefined when ours is gone (another push removed it as a duplicate): the caller judges again.
+ */
+async function settleClaim(
+  repository: Repository, file: WalFileName, stored: StoredObject, mine: WalCopy, keyring: Keyring | undefined,
+): Promise<WalPushResult | undefined> {
+  const listed = await findArchived(repository, file);
+  if (!listed.some((object) => object.key === stored.key)) return undefined;
+  const same: { copy: ArchivedCopy; switchEnd: number | undefined }[] = [];
+  for (const other of listed.filter((object) => object.key !== stored.key)) {
+    let judged;
+    try {
+      judged = await judgeCopy(repository, file, other, mine, keyring, `, stored at the same time by another push`);
+    } catch (error) {
+      // Nothing was reported for ours yet: take it back, so that the name keeps the other copy only.
+      const left = await repository.delete([stored.key]).then(() => '', (failure: unknown) => `; ${stored.key} could not be removed (${messageOf(failure)}): remove it by hand`);
+      if (error instanceof UserError && left !== '') throw new UserError(`${error.message}${left}`, error.hint, { cause: error });
+      throw error;
+    }
+    if (judged !== undefined) same.push(judged);
+  }
+  const stays = [stored.key, ...same.map(({ copy }) => copy.object.key)].sort()[0] ?? stored.key;
+  if (stays === stored.key) {
+    if (same.length === 0) return { name: file.name, key: stored.key, outcome: 'stored', storedSize: stored.size };
+    const extra = same.map(({ copy }) => copy.object.key);
+    const note = await repository.delete(extra).then(
+      () => `removed ${extra.join(', ')}: the same WAL, stored at the same time by another push`,
+      (error: unknown) => `could not remove ${extra.join(', ')} (the same WAL, stored at the same time by another push): ${messageOf(error)}`,
     );
+    return { name: file.name, key: stored.key, outcome: 'stored', storedSize: stored.size, note };
   }
+  const kept = same.find(({ copy }) => copy.object.key === stays);
+  if (kept === undefined) throw new Error(`${stays} is not among the copies of ${file.name}`);
+  const removed = await repository.delete([stored.key]).then(
+    () => `removed ${stored.key}`,
+    (error: unknown) => `could not remove ${stored.key}: ${messageOf(error)}`,
+  );
+  const switched = switchNote(kept.switchEnd);
   return {
-    name: file.name, key: existing.key, outcome: 'already archived', storedSize: existing.size, switchEnd,
-    note: `same WAL up to the switch at offset ${switchEnd}; tails differ`,
+    name: file.name, key: stays, outcome: 'already archived', storedSize: kept.copy.object.size, ...switched,
+    note: `stored at the same time as ${stays} by another push; ${removed}${switched.note === undefined ? '' : `; ${switched.note}`}`,
   };
 }
 
@@ -204,15 +272,54 @@ export async function pushWal(path: string, options: WalPushOptions): Promise<Wa
   await ensureArchiveInfo(repository, identity, options.now);
   const originalSha256 = sha256(bytes);
 
-  const [existing] = await findArchived(repository, file);
-  if (existing !== undefined) return compareWithArchived(repository, file, existing, bytes, originalSha256, options.keyring);
+  const keyring = options.keyring;
+  const mine: WalCopy = { size: bytes.length, sha256: originalSha256, original: bytes };
+  let prepared: { key: string; object: Buffer; objectSha256: string } | undefined;
 
+  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+    // The name is claimed whatever the compression or encryption: any copy of it counts (rule 2).
+    const existing = await findArchived(repository, file);
+    if (existing.length > 0) {
+      const judged = await judgeArchived(repository, file, existing, mine, keyring);
+      if (judged !== undefined) return judged;
+      continue; // every copy vanished since the listing: list again
+    }
+    prepared ??= await prepareObject(file, bytes, originalSha256, identity, options);
+    const { key, object, objectSha256 } = prepared;
+
+    let stored: StoredObject;
+    try {
+      stored = await repository.put(key, options.stallUpload === true ? stallingStream(object) : object, { ifExists: 'fail' });
+    } catch (error) {
+      // Another push of the same name and settings won the race: judge its copy like any retry.
+      if (error instanceof ObjectExistsError) continue;
+      throw error;
+    }
+    if (stored.sha256 !== objectSha256 || stored.size !== object.length) {
+      throw new Error(`${repository.description} confirmed ${stored.size} bytes with SHA-256 ${stored.sha256} for ${key}, but pgwarden sent ${object.length} bytes with SHA-256 ${objectSha256}`);
+    }
+    const confirmed = await repository.head(key);
+    if (confirmed?.sha256 !== objectSha256) {
+      throw new Error(`${key} is not readable under its final name in ${repository.description} right after it was stored`);
+    }
+    const settled = await settleClaim(repository, file, stored, mine, keyring);
+    if (settled !== undefined) return settled;
+  }
+  throw new Error(`the copies of ${file.name} in ${repository.description} kept appearing and disappearing during ${MAX_ATTEMPTS} attempts to archive it; nothing was reported as archived`);
+}
+
+/**
+ * Compresses and (with a keyring) encrypts the file into the object pushWal stores, checking the
+ * round trip first: what is stored must give back the original bytes (rule 1); the repository
+ * then confirms the checksum of what it stored.
+ */
+async function prepareObject(
+  file: WalFileName, bytes: Buffer, originalSha256: string, identity: ClusterIdentity, options: WalPushOptions,
+): Promise<{ key: string; object: Buffer; objectSha256: string }> {
   const compression = options.compression === undefined || options.compression === 'auto' ? await defaultCompression() : options.compression;
   const compressed = await compress(bytes, compression);
   const keyring = options.keyring;
   const payload = keyring === undefined ? compressed : await encryptBuffer(keyring, compressed);
-  // Rule 1: what is stored must give back the original bytes, so the round trip is checked before
-  // the upload; the repository then confirms the checksum of what it stored.
   const unwrapped = keyring === undefined ? payload : await decryptBuffer(keyring, payload);
   if (sha256(await decompress(unwrapped, compression)) !== originalSha256) {
     throw new Error(`${compression} compression${keyring === undefined ? '' : ' and encryption'} of ${file.name} did not give back the original bytes`);
@@ -222,23 +329,5 @@ export async function pushWal(path: string, options: WalPushOptions): Promise<Wa
     systemIdentifier: identity.systemIdentifier, timeline: file.timeline,
   };
   const object = Buffer.concat([encodeObjectHeader(header), payload]);
-  const objectSha256 = sha256(object);
-  const key = walObjectKey(file, compression, keyring !== undefined);
-
-  let stored: StoredObject;
-  try {
-    stored = await repository.put(key, options.stallUpload === true ? stallingStream(object) : object, { ifExists: 'fail' });
-  } catch (error) {
-    // Another push of the same name won the race: judge its copy like any retry.
-    if (error instanceof ObjectExistsError) return compareWithArchived(repository, file, error.existing, bytes, originalSha256, keyring);
-    throw error;
-  }
-  if (stored.sha256 !== objectSha256 || stored.size !== object.length) {
-    throw new Error(`${repository.description} confirmed ${stored.size} bytes with SHA-256 ${stored.sha256} for ${key}, but pgwarden sent ${object.length} bytes with SHA-256 ${objectSha256}`);
-  }
-  const confirmed = await repository.head(key);
-  if (confirmed?.sha256 !== objectSha256) {
-    throw new Error(`${key} is not readable under its final name in ${repository.description} right after it was stored`);
-  }
-  return { name: file.name, key, outcome: 'stored', storedSize: stored.size };
+  return { key: walObjectKey(file, compression, keyring !== undefined), object, objectSha256: sha256(object) };
 }
