@@ -79,7 +79,7 @@ export interface BackupJobPlan {
   readonly title: string;
   readonly target: string;
   readonly danger: Danger;
-  readonly steps: readonly { readonly description: string; readonly command?: string }[];
+  readonly steps: readonly { readonly description: string; readonly command?: string; readonly detail?: readonly string[] }[];
   /** What to type to confirm (the high-danger cluster jobs), or null for y/n. */
   readonly confirmToken: string | null;
   readonly refused: string | null;

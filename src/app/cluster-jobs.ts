@@ -97,7 +97,7 @@ export function previewSteps(plan: BackupJobPlan, result: { readonly code: numbe
   if (result.code !== 0) {
     return { ...plan, steps: [], confirmToken: null, refused: failureLine(errLines) ?? errLines[errLines.length - 1] ?? `its dry run ended with exit ${result.code ?? 'none'}` };
   }
-  const printed = result.stdout.split('\n').filter((line) => line.trim() !== '').map((line) => ({ description: line }));
+  const printed = result.stdout.split('\n').filter((line) => line.trim() !== '');
   const [command, ...rest] = plan.steps;
-  return { ...plan, steps: [...(command === undefined ? [] : [command]), { description: 'Its plan, as the dry run prints it:' }, ...printed, ...rest] };
+  return { ...plan, steps: [...(command === undefined ? [] : [command]), { description: 'Its plan, as the dry run prints it:', detail: printed }, ...rest] };
 }

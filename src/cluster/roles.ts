@@ -75,7 +75,10 @@ export async function promote(spec: ConnectionSpec, timeoutS = 60): Promise<void
 /** Points a standby at a new upstream: primary_conninfo and primary_slot_name by ALTER SYSTEM, then a reload. */
 export async function follow(standby: ConnectionSpec, conninfo: string, slot: string): Promise<void> {
   await withSession(standby, async (session) => {
-    await session.script(`alter system set primary_conninfo = ${quoteSql(conninfo)}; alter system set primary_slot_name = ${quoteSql(slot)}; select pg_reload_conf();`);
+    // One statement at a time: ALTER SYSTEM cannot run in the implicit transaction of a multi-statement query.
+    await session.script(`alter system set primary_conninfo = ${quoteSql(conninfo)}`);
+    await session.script(`alter system set primary_slot_name = ${quoteSql(slot)}`);
+    await session.script('select pg_reload_conf()');
   });
 }
 

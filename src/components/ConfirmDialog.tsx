@@ -14,7 +14,7 @@ export interface PlanView {
   readonly title: string;
   readonly target: string;
   readonly danger: 'low' | 'medium' | 'high';
-  readonly steps: readonly { readonly description: string; readonly sql?: string | undefined; readonly command?: string | undefined }[];
+  readonly steps: readonly { readonly description: string; readonly sql?: string | undefined; readonly command?: string | undefined; readonly detail?: readonly string[] | undefined }[];
   /** What the user must type to confirm (a name, a count), or null for a y/n confirmation. */
   readonly confirmToken: string | null;
   /** Why the plan cannot run (pgwarden's own session, read-only…), or null. */
@@ -43,12 +43,18 @@ export function planStepLines(steps: PlanView['steps'], width: number): DialogLi
   steps.forEach((step, index) => {
     const prefix = `${index + 1}. `;
     const exact = step.sql ?? step.command;
+    const indent = ' '.repeat(prefix.length);
     if (exact === undefined) {
       lines.push(...hanging(prefix, step.description, width, undefined));
-      return;
+    } else {
+      lines.push(...hanging(prefix, exact, width, 'accent'));
+      lines.push(...hanging(indent, step.description, width, 'muted'));
     }
-    lines.push(...hanging(prefix, exact, width, 'accent'));
-    lines.push(...hanging(' '.repeat(prefix.length), step.description, width, 'muted'));
+    // Verbatim lines (a command's own printed plan): indented as printed, never renumbered.
+    for (const line of step.detail ?? []) {
+      const own = /^\s*/.exec(line)?.[0] ?? '';
+      lines.push(...hanging(indent + own, line.trimStart(), width, 'accent'));
+    }
   });
   return lines;
 }

@@ -2,6 +2,7 @@
 // they run, the typed confirmation, every refusal, and the dry run's output turned into the plan.
 import { describe, expect, it } from 'vitest';
 import { clusterJobPlan, isClusterJob, previewSteps, type ClusterJobSource } from '../../src/app/cluster-jobs.js';
+import { planStepLines } from '../../src/components/ConfirmDialog.js';
 import { defaultFailover } from '../../src/config/failover.js';
 import { resolveConnection } from '../../src/config/conninfo.js';
 import type { ClusterConfig } from '../../src/config/types.js';
@@ -61,9 +62,8 @@ describe('previewSteps', () => {
   it('shows what the dry run printed between the command and the progress note', () => {
     const plan = clusterJobPlan(source());
     const shown = previewSteps(plan, { code: 0, stdout: '1. PAUSE (PgBouncer)\n2. pg_ctl stop -D /data/p1 -m fast\n\n3. select pg_promote(true, 60)\n', stderr: '' });
-    expect(shown.steps.map((step) => step.description)).toEqual([
-      plan.steps[0]?.description, 'Its plan, as the dry run prints it:', '1. PAUSE (PgBouncer)', '2. pg_ctl stop -D /data/p1 -m fast', '3. select pg_promote(true, 60)', plan.steps[1]?.description,
-    ]);
+    expect(shown.steps.map((step) => step.description)).toEqual([plan.steps[0]?.description, 'Its plan, as the dry run prints it:', plan.steps[1]?.description]);
+    expect(shown.steps[1]?.detail).toEqual(['1. PAUSE (PgBouncer)', '2. pg_ctl stop -D /data/p1 -m fast', '3. select pg_promote(true, 60)']);
     expect(shown.refused).toBeNull();
     expect(shown.confirmToken).toBe('s1');
   });
@@ -74,5 +74,24 @@ describe('previewSteps', () => {
     expect(shown.refused).toBe('p1 answers as a writable primary: this is not a failover (hint: use pgwarden switchover)');
     expect(shown.steps).toEqual([]);
     expect(shown.confirmToken).toBeNull();
+  });
+});
+
+describe('the dry run in the confirmation dialog', () => {
+  it('is shown verbatim under its step, indented as printed and never renumbered', () => {
+    const lines = planStepLines([
+      { description: 'the command', command: 'pgwarden switchover --to s1 --yes' },
+      { description: 'Its plan, as the dry run prints it:', detail: ['Steps:', '  1. pause PgBouncer', '       psql -c PAUSE'] },
+      { description: 'Progress: in a pane.' },
+    ], 80).map((line) => line.text);
+    expect(lines).toEqual([
+      '1. pgwarden switchover --to s1 --yes',
+      '   the command',
+      '2. Its plan, as the dry run prints it:',
+      '   Steps:',
+      '     1. pause PgBouncer',
+      '          psql -c PAUSE',
+      '3. Progress: in a pane.',
+    ]);
   });
 });
