@@ -23,11 +23,17 @@
  * up after the archive timeout when the archiver does not get there. From a standby, the primary
  * archives: pgwarden polls the repository. A standby promoted during the backup makes it void.
  *
- * Only a cluster without extra tablespaces can stream to stdout (pg_basebackup's limit): one with
- * tablespaces is refused with that reason.
+ * A cluster with tablespaces besides pg_default and pg_global cannot stream to stdout (pg_basebackup's
+ * limit): pg_basebackup writes base.tar and one <oid>.tar per tablespace (with the same
+ * compression, WAL and slot choices: base.tar.zst… in the 'stream' layout) into a private staging
+ * directory (mode 0700, under TMPDIR or `stagingDir`), removed on every path; each tar is then
+ * stored in parts of its own and the manifest records each tablespace (src/backup/tablespaces.ts).
+ * That needs local disk for one copy of the backup (compressed when the server compresses).
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -36,7 +42,8 @@ import type { ConnectionSpec } from '../config/types.js';
 import { DbSession } from '../db/session.js';
 import { UserError, messageOf } from '../errors.js';
 import { encryptStream } from './crypto.js';
-import type { BackupManifest, Keyring, Repository } from './types.js';
+import { openStaging, tablespacePartKey, type Staging } from './tablespaces.js';
+import type { BackupManifest, BackupTablespace, Keyring, Repository } from './types.js';
 import { backupPrefix, checkObject, childStream, manifestKey, Meter, missingWal, partKey, walFilesBetween } from './verify.js';
 import { parseWalObjectKey, readArchiveInfo, WAL_PREFIX } from './wal/archive.js';
 import { zstdInstalled } from './wal/compress.js';
@@ -69,6 +76,8 @@ export interface BackupOptions {
    * compresses with 2 workers, the 'stream' layout) or 'client' (each part here, the 'parts' layout).
    */
   readonly compressOn?: 'server' | 'client';
+  /** Where a cluster with tablespaces is staged on local disk (default: TMPDIR). */
+  readonly stagingDir?: string;
   /** Where pg_basebackup is: default /usr/lib/postgresql/<server major>/bin, else the PATH. */
   readonly pgBin?: string;
   /** Progress lines (for stderr). */
@@ -173,6 +182,66 @@ class Part {
   }
 }
 
+/**
+ * Cuts `input` into parts of `partBytes` made by `newPart(n)` (n from 1), two in flight; resolves
+ * with the stored objects in order, or rejects once the parts in flight have settled.
+ */
+async function storeInParts(input: AsyncIterable<Buffer>, partBytes: number, newPart: (index: number) => Part): Promise<ObjectEntry[]> {
+  let part: Part | undefined;
+  let started = 0;
+  const inFlight: Promise<ObjectEntry>[] = [];
+  const objects: ObjectEntry[] = [];
+  try {
+    for await (const data of input) {
+      let chunk = data;
+      while (chunk.length > 0) {
+        part ??= newPart(++started);
+        const room = partBytes - part.bytes;
+        const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
+        chunk = chunk.subarray(piece.length);
+        await part.write(piece);
+        if (part.bytes >= partBytes) {
+          inFlight.push(part.finish());
+          part = undefined;
+          // The next part starts at once; only the one before the previous is awaited.
+          if (inFlight.length >= PARTS_IN_FLIGHT) objects.push(await (inFlight.shift() as Promise<ObjectEntry>));
+        }
+      }
+    }
+    if (part !== undefined) inFlight.push(part.finish());
+    for (const pending of inFlight.splice(0)) objects.push(await pending);
+    return objects;
+  } catch (error) {
+    await Promise.allSettled(inFlight);
+    throw error;
+  }
+}
+
+/**
+ * Stores the tars pg_basebackup wrote into `dir` (base.tar and <oid>.tar, with .zst in the 'stream'
+ * layout): each in parts of its own. Refuses any other set of files (a tablespace created or
+ * dropped during the backup).
+ */
+async function storeStaged(
+  dir: string, tablespaces: readonly Omit<BackupTablespace, 'objects'>[], layout: 'stream' | 'parts', partBytes: number,
+  newPart: (tablespace: Omit<BackupTablespace, 'objects'> | undefined, index: number) => Part, progress: (line: string) => void,
+): Promise<{ base: ObjectEntry[]; tablespaces: Map<number, ObjectEntry[]> }> {
+  const suffix = layout === 'stream' ? '.tar.zst' : '.tar';
+  const names = (await readdir(dir)).sort();
+  const expected = ['base', ...tablespaces.map((tablespace) => String(tablespace.oid))].map((name) => `${name}${suffix}`).sort();
+  if (names.join('/') !== expected.join('/')) {
+    throw new BackupFailedError(`pg_basebackup wrote ${names.join(', ') || 'nothing'} into ${dir}, not ${expected.join(', ')}`, 'a tablespace was probably created or dropped during the backup: run it again');
+  }
+  const store = async (name: string, tablespace: Omit<BackupTablespace, 'objects'> | undefined): Promise<ObjectEntry[]> => {
+    const path = join(dir, name);
+    progress(`storing ${name} (${mib((await stat(path)).size)})${tablespace === undefined ? '' : ` of tablespace ${tablespace.name}`}`);
+    return storeInParts(createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>, partBytes, (index) => newPart(tablespace, index));
+  };
+  const base = await store(`base${suffix}`, undefined);
+  const stored = new Map<number, ObjectEntry[]>();
+  for (const tablespace of tablespaces) stored.set(tablespace.oid, await store(`${tablespace.oid}${suffix}`, tablespace));
+  return { base, tablespaces: stored };
+}
 
 function basebackupPath(pgBin: string | undefined, major: number): string {
   const dir = pgBin ?? `/usr/lib/postgresql/${major}/bin`;
@@ -191,7 +260,8 @@ interface ServerFacts {
   readonly timeline: number;
   readonly segmentSize: number;
   readonly totalBytes: number;
-  readonly tablespaces: number;
+  /** Besides pg_default and pg_global, by oid. */
+  readonly tablespaces: readonly Omit<BackupTablespace, 'objects'>[];
   readonly archiveMode: string;
 }
 
@@ -202,7 +272,8 @@ async function serverFacts(session: DbSession): Promise<ServerFacts> {
       (select timeline_id from pg_control_checkpoint()) as timeline,
       (select setting::bigint from pg_settings where name = 'wal_segment_size') as segsize,
       (select sum(pg_database_size(oid))::bigint from pg_database where datallowconn) as total,
-      (select count(*) from pg_tablespace where spcname not in ('pg_default', 'pg_global'))::int as tablespaces,
+      (select coalesce(json_agg(json_build_object('oid', oid, 'name', spcname, 'location', pg_tablespace_location(oid)) order by oid), '[]')
+        from pg_tablespace where spcname not in ('pg_default', 'pg_global')) as tablespaces,
       current_setting('archive_mode') as archive_mode`,
   });
   if (row === undefined) throw new Error('the server returned no row');
@@ -213,7 +284,7 @@ async function serverFacts(session: DbSession): Promise<ServerFacts> {
     timeline: Number(row['timeline']),
     segmentSize: Number(row['segsize']),
     totalBytes: Number(row['total']),
-    tablespaces: Number(row['tablespaces']),
+    tablespaces: (row['tablespaces'] as Record<string, unknown>[]).map((t) => ({ oid: Number(t['oid']), name: String(t['name']), location: String(t['location']) })),
     archiveMode: String(row['archive_mode']),
   };
 }
@@ -290,13 +361,11 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
   const session = await DbSession.open(options.connection, 'pgwarden-backup');
   const stored: string[] = [];
   let child: ReturnType<typeof spawn> | undefined;
+  let staging: Staging | undefined;
   try {
     const facts = await serverFacts(session);
     if (facts.systemIdentifier !== archive.systemIdentifier) {
       throw new BackupFailedError(`the archive in ${repository.description} belongs to system identifier ${archive.systemIdentifier}, this server is ${facts.systemIdentifier}`, 'back up into the repository this cluster archives its WAL to');
-    }
-    if (facts.tablespaces > 0) {
-      throw new BackupFailedError(`the cluster has ${facts.tablespaces} tablespace(s) besides pg_default and pg_global; pgwarden streams the backup as one tar and supports only the main data directory`, 'move the tables to pg_default, or back up with pg_basebackup -D DIR -F tar yourself');
     }
     if (!facts.standby && facts.archiveMode === 'off') {
       throw new BackupFailedError('archive_mode is off on this server, so the WAL a backup needs is never archived (rule 7)', "set archive_mode = on and archive_command = 'pgwarden wal push %p --repo …', then restart the server");
@@ -313,10 +382,14 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     progress(`backup ${id}: from ${facts.standby ? 'standby' : 'primary'} ${options.node} (PostgreSQL ${Math.floor(facts.version / 10000)}), about ${mib(facts.totalBytes)}, ${compression}${layout === 'stream' ? ' (compressed by the server)' : ''}${keyring === undefined ? '' : `, encrypted with key ${keyring.current.id}`}`);
     if (!held.ok) progress(`backup ${id}: no temporary replication slot (${held.why}): the server waits for its archiver at the end of the backup`);
 
-    // pg_basebackup, its tar stream cut into parts.
-    const args = ['-D', '-', '-F', 'tar', '-X', held.ok ? 'fetch' : 'none', `--checkpoint=${options.fast ? 'fast' : 'spread'}`, '--no-manifest', '-v', '-w'];
+    // pg_basebackup, its tar stream cut into parts; with tablespaces, its tars staged on disk first.
+    if (facts.tablespaces.length > 0) {
+      staging = await openStaging(options.stagingDir ?? tmpdir(), id, () => child?.kill('SIGTERM'));
+      progress(`backup ${id}: ${facts.tablespaces.length} tablespace(s) (${facts.tablespaces.map((t) => `${t.name} at ${t.location}`).join(', ')}): pg_basebackup writes its tars into ${staging.dir} first, one copy of the backup${layout === 'stream' ? ' compressed by the server' : ''}`);
+    }
+    const args = ['-D', staging?.dir ?? '-', '-F', 'tar', '-X', held.ok ? 'fetch' : 'none', `--checkpoint=${options.fast ? 'fast' : 'spread'}`, '--no-manifest', '-v', '-w'];
     if (layout === 'stream') args.push(`--compress=server-zstd:level=${ZSTD_LEVEL},workers=2`, '-P');
-    child = spawn(basebackupPath(options.pgBin, Math.floor(facts.version / 10000)), args, { env: libpqEnv(options.connection, application), stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(basebackupPath(options.pgBin, Math.floor(facts.version / 10000)), args, { env: libpqEnv(options.connection, application), stdio: ['ignore', staging === undefined ? 'pipe' : 'ignore', 'pipe'] });
     const running = child;
     const errText: string[] = [];
     running.stderr?.on('data', (chunk: Buffer) => errText.push(chunk.toString('utf8')));
@@ -368,38 +441,21 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       }
     })();
 
-    let part: Part | undefined;
-    const inFlight: Promise<ObjectEntry>[] = [];
     const objects: ObjectEntry[] = [];
+    const newPart = (key: string): Part => {
+      stored.push(key);
+      return new Part(key, repository, layout === 'stream' ? 'none' : compression, keyring);
+    };
     let streamError: unknown;
-    try {
-      if (running.stdout === null) throw new Error('pg_basebackup has no stdout');
-      for await (const data of running.stdout as AsyncIterable<Buffer>) {
-        let chunk = data;
-        while (chunk.length > 0) {
-          if (part === undefined) {
-            part = new Part(partKey(id, objects.length + inFlight.length + 1, compression, keyring !== undefined), repository, layout === 'stream' ? 'none' : compression, keyring);
-            stored.push(part.key);
-          }
-          const room = partBytes - part.bytes;
-          const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
-          chunk = chunk.subarray(piece.length);
-          await part.write(piece);
-          if (part.bytes >= partBytes) {
-            inFlight.push(part.finish());
-            part = undefined;
-            // The next part starts at once; only the one before the previous is awaited.
-            if (inFlight.length >= PARTS_IN_FLIGHT) objects.push(await (inFlight.shift() as Promise<ObjectEntry>));
-          }
-        }
+    if (staging === undefined) {
+      try {
+        if (running.stdout === null) throw new Error('pg_basebackup has no stdout');
+        objects.push(...(await storeInParts(running.stdout as AsyncIterable<Buffer>, partBytes, (index) => newPart(partKey(id, index, compression, keyring !== undefined)))));
+      } catch (error) {
+        // pg_basebackup would block on a full pipe: stop it before waiting for it.
+        streamError = error;
+        running.kill('SIGTERM');
       }
-      if (part !== undefined) inFlight.push(part.finish());
-      for (const pending of inFlight.splice(0)) objects.push(await pending);
-    } catch (error) {
-      // pg_basebackup would block on a full pipe: stop it before waiting for it.
-      streamError = error;
-      running.kill('SIGTERM');
-      await Promise.allSettled(inFlight);
     }
     const code = await exited;
     stopWatching = true;
@@ -416,6 +472,16 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     const start = parseStartPoint(output);
     const endPoint = parseEndPoint(output);
     if (start === undefined || endPoint === undefined) throw new BackupFailedError(`pg_basebackup did not report its write-ahead log start and end points:\n${output.trim()}`, 'check the pg_basebackup version against the server');
+    const tablespaces: BackupTablespace[] = [];
+    if (staging !== undefined) {
+      const staged = await storeStaged(staging.dir, facts.tablespaces, layout, partBytes, (tablespace, index) => newPart(
+        tablespace === undefined ? partKey(id, index, compression, keyring !== undefined) : tablespacePartKey(id, tablespace.oid, index, compression, keyring !== undefined),
+      ), (line) => progress(`backup ${id}: ${line}`));
+      objects.push(...staged.base);
+      for (const tablespace of facts.tablespaces) tablespaces.push({ ...tablespace, objects: (staged.tablespaces.get(tablespace.oid) ?? []).map((object) => object.key) });
+      objects.push(...facts.tablespaces.flatMap((tablespace) => staged.tablespaces.get(tablespace.oid) ?? []));
+      await staging.remove();
+    }
     const startWal = segmentFileName(start.timeline, lsnToBigInt(start.startLsn) / BigInt(facts.segmentSize), facts.segmentSize);
     const storedBytes = objects.reduce((sum, object) => sum + object.originalSize, 0);
     progress(`backup ${id}: ${mib(storedBytes)}${layout === 'stream' ? ' compressed by the server' : ' of data directory'} in ${objects.length} part(s); waiting for the WAL ${startWal}… to be archived`);
@@ -489,6 +555,7 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
       ...(layout === 'stream' ? { layout } : {}),
       keyId: keyring?.current.id ?? null,
       objects,
+      ...(tablespaces.length > 0 ? { tablespaces } : {}),
       originalBytes: layout === 'stream' ? progressBytes(output) ?? streamed.total : storedBytes,
       durationMs: stopped.getTime() - startedAt.getTime(),
     };
@@ -502,6 +569,7 @@ export async function takeBackup(options: BackupOptions): Promise<BackupManifest
     await discard(repository, id, stored);
     throw error;
   } finally {
+    await staging?.remove();
     await session.close();
   }
 }

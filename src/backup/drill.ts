@@ -15,6 +15,9 @@
  * 4. A DrillRecord in the repository, passed or failed (a failed drill is recorded with its reason).
  * 5. In every case (finally): the restored server stopped, its directory removed unless kept.
  *
+ * A backup with tablespaces is restored with every tablespace in `<targetDir>/<drill id>-tablespaces/<oid>`
+ * (tablespace_map rewritten to point there), never in their live locations; removed with the copy.
+ *
  * The restored server is queried with psql run as its owner through its socket, as restore()
  * does: the copy keeps the source's pg_hba.conf, whose local peer rule admits the owner.
  */
@@ -435,6 +438,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
   const owner = await resolveOwner(options.owner ?? 'postgres', options.targetDir);
   const parent = resolve(options.targetDir);
   const dir = join(parent, id);
+  const tablespacesDir = join(parent, `${id}-tablespaces`);
   const major = newestManifest.pgVersion;
   const database = options.database ?? options.source?.database ?? 'postgres';
   const cluster = options.cluster ?? newestManifest.source.cluster;
@@ -471,7 +475,7 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
     const began = performance.now();
     const result = await restore({
       repository: options.repository, keyring: options.keyring, walFetchArgs: options.walFetchArgs, pgwarden: options.pgwarden,
-      target, targetDir: dir, owner: owner.name, start: { port },
+      target, targetDir: dir, owner: owner.name, start: { port }, tablespacesUnder: tablespacesDir,
       ...(options.pgBin === undefined ? {} : { pgBin: options.pgBin }),
       ...(signal === undefined ? {} : { signal }),
       progress: (line) => options.progress?.(`drill: ${line}`),
@@ -518,9 +522,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillRecord> {
   } finally {
     await stopServer(dir, owner, options.pgBin, major).catch((error: unknown) => progress(`could not stop the server in ${dir}: ${messageOf(error)}`));
     if (options.keep === true) {
-      if (existsSync(dir)) progress(`kept ${dir} (stopped; start it as ${owner.name} with pg_ctl -D ${dir} start)`);
+      if (existsSync(dir)) progress(`kept ${dir} (stopped; start it as ${owner.name} with pg_ctl -D ${dir} start)${existsSync(tablespacesDir) ? ` and its tablespaces in ${tablespacesDir}` : ''}`);
     } else {
       await rm(dir, { recursive: true, force: true });
+      await rm(tablespacesDir, { recursive: true, force: true });
     }
   }
 

@@ -12,7 +12,10 @@
  *    `tar -x` run as the directory's owner. `pgwarden-restore.json` in the target records, after
  *    each part, the start of the tar member in progress at that part's start: an interrupted
  *    restore run again with the same arguments skips the parts before it and re-extracts from that
- *    member on (tar overwrites the files it meets again).
+ *    member on (tar overwrites the files it meets again). A backup with tablespaces: each one's tar
+ *    is then extracted whole into its location or where `tablespaceMap` sends it (checked in step
+ *    1: empty or creatable, nothing written otherwise), and tablespace_map is rewritten to match
+ *    (src/backup/tablespaces.ts).
  * 3. Recovery settings: a block in postgresql.auto.conf (restore_command = pgwarden wal fetch,
  *    recovery_target_*, recovery_target_action = 'promote', archive_mode = 'off' unless asked to
  *    keep archiving) and recovery.signal.
@@ -37,6 +40,7 @@ import { readCatalog } from './catalog.js';
 import { decryptStream } from './crypto.js';
 import { LocalRepository } from './repository/local.js';
 import type { BackupManifest, Keyring, Repository } from './types.js';
+import { baseObjects, checkTablespaceTargets, rewriteTablespaceMap, TABLESPACE_MAP_FILE, tablespaceObjects, tablespaceTargets, type TablespaceMapping, type TablespaceTarget } from './tablespaces.js';
 import { Meter, childStream } from './verify.js';
 import { fetchWal } from './wal/fetch.js';
 import { parseWalFileName, segmentFileName, segmentNumber } from './wal/segment.js';
@@ -403,6 +407,8 @@ interface Progress {
   readonly partsDone: number;
   /** The tar offset to resume from: the start of the member in progress at the start of the last part done. */
   readonly resumeOffset: number;
+  /** The tablespace directories this restore writes into: a resumed run may find them non-empty. */
+  readonly tablespaceDirs?: readonly string[];
   readonly updatedAt: string;
 }
 
@@ -539,9 +545,26 @@ function mib(bytes: number): string {
 /** Thrown when a part does not give back what its manifest records; names the part. */
 export class DamagedPartError extends UserError {}
 
-async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string, progress: Progress | undefined): Promise<{ done: number; skipped: number }> {
-  const { manifest } = plan;
-  const objects = manifest.objects;
+/** One tar of a backup to extract: the data directory's, or a tablespace's. */
+interface TarUnit {
+  readonly objects: BackupManifest['objects'];
+  /** Where `tar -x` extracts it. */
+  readonly into: string;
+  /** Before each progress line's "part …": '' for the data directory, "tablespace NAME: " for a tablespace. */
+  readonly label: string;
+  /**
+   * The data directory's tar: resumed from the progress file (in `dir`), recorded there after each
+   * part, checked for backup_label. A tablespace's is extracted whole each time.
+   */
+  readonly base: boolean;
+}
+
+/** What every progress file of this restore also records (the tablespace directories it writes into). */
+type ProgressExtra = Pick<Progress, 'tablespaceDirs'>;
+
+async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string, progress: Progress | undefined, unit: TarUnit, extra: ProgressExtra): Promise<{ done: number; skipped: number }> {
+  const manifest = { ...plan.manifest, objects: unit.objects };
+  const objects = unit.objects;
   const starts: number[] = [];
   let total = 0;
   for (const object of objects) {
@@ -551,14 +574,14 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   // A 'stream' backup's parts decode only one after the other from the first, straight from zstd
   // into tar: a resumed restore unpacks it all again (tar overwrites what it wrote before).
   const stream = manifest.layout === 'stream';
-  if (stream) total = manifest.originalBytes;
-  const resumeOffset = stream ? 0 : progress?.resumeOffset ?? 0;
+  if (stream && manifest.tablespaces === undefined) total = manifest.originalBytes;
+  const resumeOffset = stream || !unit.base ? 0 : progress?.resumeOffset ?? 0;
   let first = 0;
   while (!stream && first + 1 < objects.length && (starts[first + 1] ?? 0) <= resumeOffset) first++;
   if (first > 0) options.progress?.(`restore: resuming at part ${first + 1}/${objects.length}: parts 1-${first} were unpacked and verified before`);
-  if (stream && progress !== undefined) options.progress?.(`restore: resuming: backup ${manifest.id} was compressed by the server as one stream, so it is unpacked again from its first part`);
+  if (stream && unit.base && progress !== undefined) options.progress?.(`restore: resuming: backup ${manifest.id} was compressed by the server as one stream, so it is unpacked again from its first part`);
 
-  const [program, args] = asOwner(owner, 'tar', ['-x', '-f', '-', '-C', dir]);
+  const [program, args] = asOwner(owner, 'tar', ['-x', '-f', '-', '-C', unit.into]);
   throwIfAborted(options.signal);
   const tar = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
   const forgetTar = terminateOnAbort(tar, options.signal);
@@ -569,7 +592,7 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
     tar.on('error', (error) => fail(error));
     tar.on('close', (code, signal) => {
       if (code === 0) done();
-      else fail(new Error(`tar -x into ${dir} failed (${signal ?? `exit ${code ?? '?'}`}): ${Buffer.concat(tarErrors).toString('utf8').trim()}`));
+      else fail(new Error(`tar -x into ${unit.into} failed (${signal ?? `exit ${code ?? '?'}`}): ${Buffer.concat(tarErrors).toString('utf8').trim()}`));
     });
   });
   tarExited.catch((error: unknown) => {
@@ -602,9 +625,9 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   try {
     if (stream) {
       await unpackStream(manifest, options, tar.stdin, (index, object) => {
-        const label = `part ${index + 1}/${objects.length} (${object.key})`;
+        const label = `${unit.label}part ${index + 1}/${objects.length} (${object.key})`;
         return (async () => {
-          await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: 0 });
+          if (unit.base) await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: 0, ...extra });
           options.progress?.(`restore: ${label} verified and unpacked (${index + 1} of ${objects.length} parts of ${mib(total)})`);
         })();
       });
@@ -613,7 +636,7 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
       const object = objects[index];
       if (object === undefined) break;
       const resumeHere = boundaries.resumePoint(Math.max(starts[index] ?? 0, resumeOffset));
-      const label = `part ${index + 1}/${objects.length} (${object.key})`;
+      const label = `${unit.label}part ${index + 1}/${objects.length} (${object.key})`;
       try {
         const stored = await options.repository.get(object.key, object.sha256);
         const storedMeter = new Meter();
@@ -633,7 +656,7 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
         throwIfAborted(options.signal);
         throw new DamagedPartError(`${label} of backup ${manifest.id} failed: ${messageOf(error)}`, 'check the repository with pgwarden verify; restore from another copy of the repository or another backup');
       }
-      await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: resumeHere });
+      if (unit.base) await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacking', partsDone: index + 1, resumeOffset: resumeHere, ...extra });
       options.progress?.(`restore: ${label} verified and unpacked (${mib(object.originalSize)}; ${mib((starts[index] ?? 0) + object.originalSize)} of ${mib(total)})`);
     }
     tar.stdin.end();
@@ -646,8 +669,7 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   } finally {
     forgetTar();
   }
-  if (!existsSync(join(dir, 'backup_label'))) throw new UserError(`${dir} has no backup_label after unpacking backup ${manifest.id}`, 'the backup is not a pg_basebackup data directory: restore another backup');
-  await writeProgress(dir, owner, { backupId: manifest.id, target: describeTarget(plan.target), state: 'unpacked', partsDone: objects.length, resumeOffset: total });
+  if (unit.base && !existsSync(join(dir, 'backup_label'))) throw new UserError(`${dir} has no backup_label after unpacking backup ${manifest.id}`, 'the backup is not a pg_basebackup data directory: restore another backup');
   return { done: objects.length - first, skipped: first };
 }
 
@@ -712,6 +734,43 @@ async function unpackStream(
   } finally {
     options.signal?.removeEventListener('abort', stopOnAbort);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tablespaces (src/backup/tablespaces.ts)
+
+/** Points tablespace_map (which PostgreSQL turns into pg_tblspc links at its first start) at each tablespace's directory. */
+async function pointTablespaces(dir: string, owner: Owner, targets: readonly TablespaceTarget[]): Promise<void> {
+  const path = join(dir, TABLESPACE_MAP_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new UserError(`${dir} has no ${TABLESPACE_MAP_FILE} after unpacking a backup with ${targets.length} tablespace(s)`, 'the backup is not a tar-format pg_basebackup with tablespaces: restore another backup');
+  }
+  let rewritten: string;
+  try {
+    rewritten = rewriteTablespaceMap(text, new Map(targets.map((target) => [target.tablespace.oid, target.dir])));
+  } catch (error) {
+    throw new UserError(`${path} does not match the backup's manifest: ${messageOf(error)}`, 'restore another backup');
+  }
+  await writeFileAtomic(dir, TABLESPACE_MAP_FILE, rewritten);
+  await giveTo(owner, path);
+  await chmod(path, 0o600);
+}
+
+/** `dir` (and any missing parent) created for the owner, mode 0700; an existing one given to the owner. */
+async function createOwned(dir: string, owner: Owner): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, mode: 0o700 });
+  const created: string[] = [];
+  if (first !== undefined) {
+    for (let path = dir; path.startsWith(first); path = dirname(path)) {
+      created.push(path);
+      if (path === first) break;
+    }
+  }
+  for (const path of new Set([dir, ...created])) await giveTo(owner, path);
+  await chmod(dir, 0o700);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -908,6 +967,10 @@ export interface RestoreOptions {
   readonly start?: { readonly port?: number };
   /** Keep the copied archive_mode (the restored server then archives where the source did). */
   readonly keepArchiving?: boolean;
+  /** `--tablespace-map OLDDIR=NEWDIR`: a tablespace of the backup at OLDDIR is restored into NEWDIR (else into its location). */
+  readonly tablespaceMap?: readonly TablespaceMapping[];
+  /** Every tablespace into `<dir>/<oid>` whatever its location (a drill's scratch dir). */
+  readonly tablespacesUnder?: string;
   readonly pgBin?: string;
   readonly progress?: (line: string) => void;
   /**
@@ -924,6 +987,8 @@ export interface RestoreResult {
   readonly owner: string;
   readonly partsUnpacked: number;
   readonly partsSkipped: number;
+  /** Where each tablespace was restored (tablespace_map points there). */
+  readonly tablespaces: readonly { readonly name: string; readonly oid: number; readonly dir: string; readonly mapped: boolean }[];
   readonly settings: readonly string[];
   readonly lastCommit?: string;
   readonly recovery?: RecoveryOutcome;
@@ -935,9 +1000,30 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const owner = await resolveOwner(options.owner, dirname(dir));
   const plan = await planRestore(options.repository, options.keyring, options.target, options.pgBin);
   throwIfAborted(options.signal);
+  // Where each tablespace goes, checked before anything is written.
+  const refuse = (message: string, fix: string): Error => new RestoreRefusedError(message, fix);
+  const targets = tablespaceTargets(plan.manifest, options.tablespaceMap ?? [], options.tablespacesUnder, refuse);
+  const earlier = targets.length === 0 ? undefined : await readProgress(dir);
+  const resumable = earlier !== undefined && earlier.backupId === plan.manifest.id && earlier.target === describeTarget(plan.target) && earlier.state !== 'started' ? earlier.tablespaceDirs ?? [] : [];
+  await checkTablespaceTargets(targets, dir, resumable, refuse);
   options.progress?.(`restore: backup ${plan.manifest.id} (consistent at ${plan.manifest.consistentAt}, ${plan.manifest.objects.length} parts, ${mib(plan.manifest.originalBytes)}) to ${describeTarget(plan.target)}${plan.lastCommit === undefined ? '' : `; last archived commit ${plan.lastCommit}`}`);
+  for (const target of targets) options.progress?.(`restore: tablespace ${target.tablespace.name} (oid ${target.tablespace.oid}) into ${target.dir}${target.mapped ? ` (mapped from ${target.tablespace.location})` : ''}`);
   const progress = await prepareTarget(dir, owner, plan.manifest.id, describeTarget(plan.target));
-  const unpacked = progress?.state === 'unpacked' ? { done: 0, skipped: plan.manifest.objects.length } : await unpack(plan, options, owner, dir, progress);
+  const recorded: ProgressExtra = targets.length === 0 ? {} : { tablespaceDirs: targets.map((target) => target.dir) };
+  let unpacked = { done: 0, skipped: plan.manifest.objects.length };
+  if (progress?.state !== 'unpacked') {
+    unpacked = await unpack(plan, options, owner, dir, progress, { objects: baseObjects(plan.manifest), into: dir, label: '', base: true }, recorded);
+    if (targets.length > 0) {
+      await pointTablespaces(dir, owner, targets);
+      for (const target of targets) {
+        await createOwned(target.dir, owner);
+        const label = `tablespace ${target.tablespace.name}: `;
+        const done = await unpack(plan, options, owner, dir, undefined, { objects: tablespaceObjects(plan.manifest, target.tablespace), into: target.dir, label, base: false }, recorded);
+        unpacked = { ...unpacked, done: unpacked.done + done.done };
+      }
+    }
+    await writeProgress(dir, owner, { backupId: plan.manifest.id, target: describeTarget(plan.target), state: 'unpacked', partsDone: plan.manifest.objects.length, resumeOffset: plan.manifest.originalBytes, ...recorded });
+  }
 
   const port = options.start === undefined ? undefined : options.start.port ?? (await freeTcpPort());
   const extra: Record<string, string> = {};
@@ -951,9 +1037,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);
   const result: RestoreResult = {
     backupId: plan.manifest.id, targetDir: dir, owner: owner.name, partsUnpacked: unpacked.done, partsSkipped: unpacked.skipped, settings,
+    tablespaces: targets.map((target) => ({ name: target.tablespace.name, oid: target.tablespace.oid, dir: target.dir, mapped: target.mapped })),
     ...(plan.lastCommit === undefined ? {} : { lastCommit: plan.lastCommit }),
   };
   if (port === undefined) return result;
-  await writeProgress(dir, owner, { backupId: plan.manifest.id, target: describeTarget(plan.target), state: 'started', partsDone: plan.manifest.objects.length, resumeOffset: plan.manifest.originalBytes });
+  await writeProgress(dir, owner, { backupId: plan.manifest.id, target: describeTarget(plan.target), state: 'started', partsDone: plan.manifest.objects.length, resumeOffset: plan.manifest.originalBytes, ...recorded });
   return { ...result, recovery: await startAndWait(plan, options, owner, dir, port) };
 }

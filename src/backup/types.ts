@@ -113,10 +113,26 @@ export interface BackupManifest {
     readonly originalSize: number;
     readonly originalSha256: string;
   }[];
-  /** The size of the tar of the data directory (the sum of the parts' original sizes; layout stream: about). */
+  /**
+   * The tablespaces besides pg_default and pg_global, each stored as its own tar (absent: none, as
+   * in every manifest written before pgwarden backed them up). `objects` then holds every part:
+   * the data directory's first, then each tablespace's, whose keys its entry lists.
+   */
+  readonly tablespaces?: readonly BackupTablespace[];
+  /** The size of the tar of the data directory (the sum of the parts' original sizes; layout stream: about), tablespaces included. */
   readonly originalBytes: number;
   readonly durationMs: number;
   /** Filled in by verification and drills (rewritten atomically beside the manifest, not in it). */
+}
+
+/** A tablespace of a backup: its tar is stored in parts of its own, restored into its location or where mapped. */
+export interface BackupTablespace {
+  readonly oid: number;
+  readonly name: string;
+  /** pg_tablespace_location() on the source when the backup was taken. */
+  readonly location: string;
+  /** The keys of its parts (among the manifest's objects), in order: the slices of one tar, as the manifest's layout says. */
+  readonly objects: readonly string[];
 }
 
 /** The result of verifying one backup or a recovery window, appended as `backups/<id>/verify-<time>.json`. */

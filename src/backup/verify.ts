@@ -6,6 +6,7 @@
  * repository, shared with basebackup.ts (docs/backups.md):
  *
  *   backups/<id>/pgdata.tar.<NNNNNN>.<zst|gz|raw>[.enc]   the tar stream of the data directory, in parts
+ *   backups/<id>/tablespace-<oid>.tar.<NNNNNN>.<…>[.enc]  the tar of each tablespace, in parts (src/backup/tablespaces.ts)
  *   backups/<id>/manifest.json                             written last: a backup without it is incomplete
  *   backups/<id>/verify-<time>.json                        one VerificationRecord per verification
  */
@@ -236,14 +237,36 @@ export async function decodedStreamSize(repository: Repository, objects: BackupM
   return size;
 }
 
-/** A 'stream' backup's parts, decrypted and decompressed as one stream, to its end. */
-async function checkStream(repository: Repository, manifest: BackupManifest, keyring: Keyring | undefined): Promise<string | undefined> {
+/** A 'stream' backup's parts of one tar (`what`, '' for a backup of one tar), decrypted and decompressed as one stream, to its end. */
+async function checkStream(repository: Repository, manifest: BackupManifest, objects: BackupManifest['objects'], what: string, keyring: Keyring | undefined): Promise<string | undefined> {
   try {
-    await decodedStreamSize(repository, manifest.objects, keyring, manifest.keyId !== null);
+    await decodedStreamSize(repository, objects, keyring, manifest.keyId !== null);
     return undefined;
   } catch (error) {
-    return `the parts of backup ${manifest.id} do not decode as one stream: ${messageOf(error)}`;
+    return `the parts of ${what === '' ? '' : `${what} of `}backup ${manifest.id} do not decode as one stream: ${messageOf(error)}`;
   }
+}
+
+/**
+ * The tars of a backup and their parts: the data directory's, then each tablespace's (as the
+ * manifest lists them). `problems` gets a tablespace part the objects lack, or an empty tar.
+ */
+export function tarsOf(manifest: BackupManifest, problems: string[]): { what: string; objects: BackupManifest['objects'] }[] {
+  const byKey = new Map(manifest.objects.map((object) => [object.key, object]));
+  const tablespaces = manifest.tablespaces ?? [];
+  const elsewhere = new Set(tablespaces.flatMap((tablespace) => tablespace.objects));
+  const tars = [{ what: 'the data directory', objects: manifest.objects.filter((object) => !elsewhere.has(object.key)) }];
+  for (const tablespace of tablespaces) {
+    const objects: BackupManifest['objects'][number][] = [];
+    for (const key of tablespace.objects) {
+      const object = byKey.get(key);
+      if (object === undefined) problems.push(`${key}: listed for tablespace ${tablespace.name} but not among the manifest's objects`);
+      else objects.push(object);
+    }
+    tars.push({ what: `tablespace ${tablespace.name} (oid ${tablespace.oid})`, objects });
+  }
+  for (const tar of tars) if (tar.objects.length === 0) problems.push(`the manifest lists no part for ${tar.what}`);
+  return tars;
 }
 
 /** Checks one archived WAL file: present, its stored checksum, and with the keyring its original bytes. */
@@ -312,10 +335,13 @@ export async function verifyBackup(id: string, options: VerifyOptions): Promise<
     options.progress?.(`verify: ${object.key} ${problem === undefined ? 'ok' : 'FAILED'}`);
     if (problem !== undefined) problems.push(problem);
   }
+  const tars = tarsOf(manifest, problems);
   if (manifest.layout === 'stream' && problems.length === 0 && !(encrypted && keyring === undefined)) {
-    const problem = await checkStream(repository, manifest, keyring);
-    options.progress?.(`verify: the tar of ${manifest.objects.length} part(s) ${problem === undefined ? 'ok' : 'FAILED'}`);
-    if (problem !== undefined) problems.push(problem);
+    for (const tar of tars) {
+      const problem = await checkStream(repository, manifest, tar.objects, tars.length > 1 ? tar.what : '', keyring);
+      options.progress?.(`verify: the tar of ${tar.objects.length} part(s)${tars.length > 1 ? ` of ${tar.what}` : ''} ${problem === undefined ? 'ok' : 'FAILED'}`);
+      if (problem !== undefined) problems.push(problem);
+    }
   }
   const wal = walFilesBetween(manifest.startWal, manifest.stopWal, await archiveSegmentSize(repository));
   for (const name of wal) {

@@ -3,6 +3,10 @@
  *
  *   pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME])
  *                    --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]
+ *                    [--tablespace-map OLDDIR=NEWDIR]...
+ *
+ * A backup of a cluster with tablespaces restores each one into its original location, or into
+ * NEWDIR for a tablespace the backup recorded at OLDDIR; the target must be empty or absent.
  *
  * With --config, restore_command fetches WAL through the same config (every repository of the
  * cluster, in order), so a restore from the off-site copy still finds WAL the local one lacks.
@@ -16,12 +20,13 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { messageOf } from '../errors.js';
 import { parseRestoreTarget, restore, DamagedPartError, RecoveryFailedError, RestoreRefusedError, type RestoreOptions } from '../backup/restore.js';
+import { parseTablespaceMapping } from '../backup/tablespaces.js';
 import { UsageError } from './key-options.js';
 import { chooseRepository, repositoryOptions } from './repository-choice.js';
 import { describeError as describe, failure } from './command-output.js';
 import type { CommandOutput } from './show.js';
 
-const usage = 'pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME]) --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving]';
+const usage = 'pgwarden restore (--repo DIR [--key ID=FILE | --key-env ID=VAR]... | --config FILE [--cluster NAME] [--repo NAME]) --to latest|<ISO time>|<LSN>|<backup id> --target-dir DIR [--start [--port N]] [--owner USER] [--keep-archiving] [--tablespace-map OLDDIR=NEWDIR]...';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -47,7 +52,7 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
         options: {
           ...repositoryOptions,
           to: { type: 'string' }, 'target-dir': { type: 'string' }, start: { type: 'boolean' }, port: { type: 'string' },
-          owner: { type: 'string' }, 'keep-archiving': { type: 'boolean' },
+          owner: { type: 'string' }, 'keep-archiving': { type: 'boolean' }, 'tablespace-map': { type: 'string', multiple: true },
         },
       });
     } catch (error) {
@@ -62,6 +67,10 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
       port = Number(values.port);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError('--port takes a TCP port from 1 to 65535');
     }
+    const tablespaceMap = (values['tablespace-map'] ?? []).map(parseTablespaceMapping);
+    for (const [index, mapping] of tablespaceMap.entries()) {
+      if (tablespaceMap.slice(0, index).some((other) => other.from === mapping.from)) throw new UsageError(`--tablespace-map maps ${mapping.from} twice`);
+    }
     const choice = chooseRepository(values, parsed.tokens, env);
     close = () => choice.close();
     run = {
@@ -74,6 +83,7 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
       ...(values.owner === undefined ? {} : { owner: values.owner }),
       ...(values.start === true ? { start: port === undefined ? {} : { port } } : {}),
       ...(values['keep-archiving'] === true ? { keepArchiving: true } : {}),
+      ...(tablespaceMap.length === 0 ? {} : { tablespaceMap }),
       ...(options.progress === undefined ? {} : { progress: options.progress }),
     };
   } catch (error) {
@@ -84,6 +94,7 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
     const result = await restore(run);
     const lines = [
       `restored backup ${result.backupId} into ${result.targetDir} (owner ${result.owner}; ${result.partsUnpacked} part(s) unpacked${result.partsSkipped > 0 ? `, ${result.partsSkipped} unpacked before` : ''})`,
+      ...result.tablespaces.map((tablespace) => `tablespace ${tablespace.name} (oid ${tablespace.oid}) restored into ${tablespace.dir}${tablespace.mapped ? ' (mapped; tablespace_map points there)' : ''}`),
       ...result.settings.map((setting) => `  ${setting}`),
     ];
     const recovery = result.recovery;
