@@ -17,5 +17,5 @@ if (process.argv[2] === 'wal' && process.argv.includes('fetch')) {
 // archive_command and restore_command run once per WAL file: load the WAL command alone
 // (src/wal-main.ts); the backup commands load without the console (src/batch-main.ts, the same
 // names as src/cli/batch.ts).
-const batch = ['backup', 'verify', 'restore', 'drill', 'backups', 'logical'];
+const batch = ['backup', 'verify', 'restore', 'drill', 'backups', 'logical', 'switchover', 'failover', 'rejoin'];
 await import(process.argv[2] === 'wal' ? '../dist/wal-main.js' : batch.includes(process.argv[2]) ? '../dist/batch-main.js' : '../dist/cli.js');

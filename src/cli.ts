@@ -50,6 +50,14 @@ const help = `
     (every backup command also takes --repo DIR [--key ID=FILE | --key-env ID=VAR]... instead of --config)
     $ pgwarden replica create|list --config FILE [--cluster C] [--data-dir DIR --port N --slot NAME --name NODE] [--json]
                                          create a streaming standby on this host; list standbys and read replicas (docs/replicas.md)
+    $ pgwarden switchover --config FILE [--cluster C] --to NODE [--yes] [--dry-run] [--json]
+                                         planned switchover: PgBouncer paused, the standby promoted once it replayed
+                                         everything, the old primary rejoins with pg_rewind (docs/failover.md)
+    $ pgwarden failover --config FILE [--cluster C] [--to NODE] [--yes] [--dry-run]
+                                         the primary is down: promote the most advanced standby within the lag limit,
+                                         repoint PgBouncer and the other standbys (docs/failover.md)
+    $ pgwarden rejoin --config FILE [--cluster C] NODE [--yes] [--dry-run]
+                                         an old primary: fenced if it came back writable, rewound, started as a standby
     $ pgwarden pooler config|advice --config FILE [--cluster C] [--out DIR] [--listen-port N] [--json]
                                          a pgbouncer.ini, auth_file and auth.sql for the cluster; pool sizes and why (docs/pooling.md)
     $ pgwarden --watch                   headless alerting service: NDJSON events on stdout, logs on stderr;

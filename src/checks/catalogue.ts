@@ -2,6 +2,7 @@
 import { customSqlCheck, httpEndpointCheck } from './application.js';
 import { backupsCheck } from './backups.js';
 import { deadlocksCheck, multixactWraparoundCheck, xidWraparoundCheck } from './databases.js';
+import { failoverCheck } from './failover.js';
 import { monitorCheck } from './monitor.js';
 import { replicationLagCheck, replicationSlotsCheck, splitBrainCheck, walArchivingCheck } from './replication.js';
 import { sequencesCheck } from './sequences.js';
@@ -29,6 +30,7 @@ export const checks: readonly Check[] = [
   replicationSlotsCheck,
   walArchivingCheck,
   splitBrainCheck,
+  failoverCheck,
   xidWraparoundCheck,
   multixactWraparoundCheck,
   autovacuumCheck,

@@ -18,7 +18,7 @@ import { libpqEnv } from '../db/libpq-env.js';
 import { UserError } from '../errors.js';
 import { plainEnv, programPath, quoteConf, run, throwIfAborted, type RunResult } from './processes.js';
 import { defaultSlotName, standbyConninfo } from './replica.js';
-import { ensureSlot, waitStreaming } from './roles.js';
+import { ensureSlot, waitStreaming, withSession } from './roles.js';
 
 export const SERVER_LOG = 'pgwarden-server.log';
 const startTimeoutS = 120;
@@ -166,6 +166,10 @@ export async function rejoinAsStandby(node: LocalNode, primary: NodeConfig, fail
       `re-create it as a standby: move ${node.dataDir} aside and run pgwarden replica create, then set wal_log_hints = on on every node`,
     );
   }
+  // A primary promoted moments ago has the new timeline in pg_control only once its end-of-recovery
+  // checkpoint completes; pg_rewind reads that file, and with the old timeline it rewinds wrongly
+  // (or not at all) and the node then refuses to start (the pg_rewind documentation's advice).
+  await withSession(primary.connection, (session) => session.query({ text: 'CHECKPOINT' }));
   progress(`pg_rewind of ${node.name} from ${primary.name}`);
   await rewind(node, primary.connection, signal);
   const slot = defaultSlotName(node.name);

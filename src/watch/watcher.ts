@@ -9,8 +9,9 @@
  * acknowledgements) at the start of each step; reloads its config on demand (SIGHUP), reopening only
  * the nodes that changed; reports its own failures as alerts of the `monitor` check (cluster
  * "pgwarden", node = host name); raises "no primary reachable" for clusters of several nodes; and
- * pings a heartbeat URL after each good round. Never loads Ink. NDJSON events go to the given
- * stream; logs to the log function (stderr).
+ * pings a heartbeat URL after each good round. For clusters with `failover.automatic` on, it runs
+ * the automatic failover and fencing loops (auto-failover.ts), whose steps are `failover` alerts.
+ * Never loads Ink. NDJSON events go to the given stream; logs to the log function (stderr).
  */
 import { hostname } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
@@ -40,6 +41,7 @@ import { probeById, probes as allProbes } from '../probes/index.js';
 import { ProbeRunner, type AnyProbe } from '../probes/runner.js';
 import type { ServerSnapshot } from '../probes/server.js';
 import type { ProbeId, ProbeResult } from '../probes/types.js';
+import { AutoFailover } from './auto-failover.js';
 import { BackupJobs } from './backup-jobs.js';
 import { createChannelSenders } from './channels.js';
 import { brokenNodeEvaluation, checksToRun, clusterThresholds, dueCadences, runChecks } from './node-checks.js';
@@ -171,6 +173,8 @@ export class Watcher {
   private readonly applications: ApplicationSchedule;
   /** Scheduled backups, dumps, drills and retention, and the backups check, of the clusters with backup settings. */
   private readonly backups: BackupJobs;
+  /** Automatic failover and fencing of the clusters with failover.automatic on (auto-failover.ts). */
+  private readonly failover: AutoFailover;
   private readonly channels = new Map<string, Channel>();
   private readonly pending: Evaluation[] = [];
   private ndjsonNotices: SendNotice | undefined;
@@ -226,6 +230,16 @@ export class Watcher {
       now: this.now,
       ...(options.env === undefined ? {} : { env: options.env }),
     });
+    // Its state (known primary, step alerts, hold-off) is saved with the checks' states under "<cluster>/*/failover".
+    this.failover = new AutoFailover({
+      log: this.log,
+      emit: (event) => this.emit(event),
+      now: this.now,
+      stateDir: config.alerting.stateDir,
+      load: (cluster) => this.checkStates[`${cluster}/${clusterWideNode}/failover`],
+      save: (cluster, state) => void (this.checkStates[`${cluster}/${clusterWideNode}/failover`] = state),
+      acknowledgedAt: (cluster, subject) => this.engine?.alerts[alertKey(cluster, clusterWideNode, 'failover', subject)]?.acknowledged?.at ?? null,
+    });
   }
 
   private resolveMonitorThresholds(config: Config): MonitorThresholds {
@@ -245,6 +259,8 @@ export class Watcher {
     const heartbeat = alerting.heartbeat === undefined ? '' : `, heartbeat ${redactUrl(alerting.heartbeat.url)} every ${alerting.heartbeat.everyMs / 1000} s`;
     this.log(`pgwarden watch: ${this.nodes.length} node(s), ${this.channels.size} channel(s), state in ${alerting.stateDir}${heartbeat}`);
     this.stopped = false;
+    // Each cluster's loop logs its own start line.
+    await this.failover.configure(this.config);
     this.startWatchdog();
     this.schedule(0);
   }
@@ -428,7 +444,7 @@ export class Watcher {
     }
     const nodeEvaluations = this.pending.splice(0, this.pending.length);
     const monitor: Evaluation = { cluster: monitorCluster, node: this.host, checks: [monitorCheck.id], findings: monitorFindings(this.monitorStatus(), this.monitorThresholds, now) };
-    const evaluations = [...this.farewells.splice(0, this.farewells.length), ...nodeEvaluations, ...this.clusterEvaluations(nodeEvaluations), monitor];
+    const evaluations = [...this.farewells.splice(0, this.farewells.length), ...nodeEvaluations, ...this.clusterEvaluations(nodeEvaluations), ...this.failover.evaluations(), monitor];
     const result = stepEngine(engine, evaluations, this.engineConfig, now);
     for (const evaluation of nodeEvaluations) this.stepped.set(evaluation.cluster, (this.stepped.get(evaluation.cluster) ?? 0) + 1);
     for (const event of result.events) this.emitAlert(event);
@@ -629,6 +645,7 @@ export class Watcher {
     if (added.length > 0) changes.push(`nodes added: ${added.join(', ')}`);
     if (removed.length > 0) changes.push(`nodes removed: ${removed.join(', ')}`);
     if (reopened.length > 0) changes.push(`nodes reopened: ${reopened.join(', ')}`);
+    changes.push(...(await this.failover.configure(next)));
 
     // Channels: reopened when their settings changed (outboxes resume from disk).
     if (!same([previous.alerting.email, previous.alerting.webhooks], [next.alerting.email, next.alerting.webhooks])) {
@@ -688,6 +705,7 @@ export class Watcher {
     clearInterval(this.watchdog);
     await this.loop;
     await this.exclusive;
+    await this.failover.stop();
     await this.pinging;
     await Promise.allSettled(this.nodes.flatMap((node) => (node.running === undefined ? [] : [node.running])));
     await this.applications.settle();
