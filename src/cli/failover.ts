@@ -18,7 +18,6 @@
  * SIGINT, SIGTERM and SIGHUP stop a failover before the promotion; after it, the remaining steps
  * run to their end.
  */
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { planFailover, renderFailoverPlan, renderFailoverResult, runFailover, surveyNodes, type FailoverPlan, type FailoverResult, deposedNodes } from '../cluster/failover.js';
 import { explainFence, fenceNode, rejoinNode, type FenceResult, type RejoinResult } from '../cluster/fence.js';
@@ -29,10 +28,10 @@ import { probeIds } from '../probes/index.js';
 import { describeError, failure } from './command-output.js';
 import { UsageError } from './key-options.js';
 import type { CommandOutput } from './show.js';
+import { clusterOf, interruptSignals, readLine } from './cluster-command.js';
 
 const failoverUsage = 'pgwarden failover --config FILE [--cluster C] [--to NODE] [--yes] [--dry-run]';
 const rejoinUsage = 'pgwarden rejoin --config FILE [--cluster C] NODE [--yes] [--dry-run]';
-const interruptSignals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 export interface FailoverCommandOptions {
   /** Progress lines (stderr). */
@@ -41,33 +40,6 @@ export interface FailoverCommandOptions {
   readonly print?: (text: string) => void;
   /** Where the confirmation is read from (default stdin). */
   readonly input?: NodeJS.ReadableStream;
-}
-
-function clusterOf(config: Config, name: string | undefined): ClusterConfig {
-  const names = config.clusters.map((cluster) => cluster.name);
-  if (name === undefined) {
-    if (config.clusters.length !== 1) throw new UsageError(`${config.source} has ${names.length} clusters: pass --cluster NAME (one of ${names.join(', ')})`);
-    return config.clusters[0] as ClusterConfig;
-  }
-  const cluster = config.clusters.find((candidate) => candidate.name === name);
-  if (cluster === undefined) throw new UserError(`${config.source}: no cluster named "${name}"`, `pass --cluster with one of ${names.join(', ')}`);
-  return cluster;
-}
-
-/** One line from `input` (undefined at its end). */
-function readLine(input: NodeJS.ReadableStream): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const lines = createInterface({ input, terminal: false });
-    let answered = false;
-    lines.once('line', (line) => {
-      answered = true;
-      lines.close();
-      resolve(line);
-    });
-    lines.once('close', () => {
-      if (!answered) resolve(undefined);
-    });
-  });
 }
 
 interface Parsed {

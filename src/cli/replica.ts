@@ -27,30 +27,19 @@ import { probeIds } from '../probes/index.js';
 import { describeError, failure } from './command-output.js';
 import { UsageError } from './key-options.js';
 import type { CommandOutput } from './show.js';
+import { clusterOf, interruptSignals } from './cluster-command.js';
 
 const usage = [
   'pgwarden replica create --config FILE [--cluster C] --data-dir DIR [--port N] [--slot NAME] [--name NODE] [--passfile FILE] [--dry-run]',
   'pgwarden replica list --config FILE [--cluster C] [--json]',
 ].join(' or ');
 
-const interruptSignals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 export interface ReplicaCommandOptions {
   /** Progress lines (stderr). */
   readonly progress?: (line: string) => void;
   /** Text for stdout that must appear at once (the plan, before it runs). */
   readonly print?: (text: string) => void;
-}
-
-function clusterOf(config: Config, name: string | undefined): ClusterConfig {
-  const names = config.clusters.map((cluster) => cluster.name);
-  if (name === undefined) {
-    if (config.clusters.length !== 1) throw new UsageError(`${config.source} has ${names.length} clusters: pass --cluster NAME (one of ${names.join(', ')})`);
-    return config.clusters[0] as ClusterConfig;
-  }
-  const cluster = config.clusters.find((candidate) => candidate.name === name);
-  if (cluster === undefined) throw new UserError(`${config.source}: no cluster named "${name}"`, `pass --cluster with one of ${names.join(', ')}`);
-  return cluster;
 }
 
 function portOf(text: string | undefined): number | undefined {

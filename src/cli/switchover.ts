@@ -10,10 +10,9 @@
  * which node is the primary); 2: bad usage. SIGINT, SIGTERM and SIGHUP stop the current step:
  * before the promotion the old primary is restarted and PgBouncer resumed.
  */
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import type { ClusterConfig, Config } from '../config/types.js';
+import type { ClusterConfig } from '../config/types.js';
 import { UserError, messageOf } from '../errors.js';
 import { toJsonValue } from '../format/json.js';
 import { probeIds } from '../probes/index.js';
@@ -21,9 +20,9 @@ import { planSwitchover, renderPlan, renderResult, runSwitchover, type Switchove
 import { describeError, failure } from './command-output.js';
 import { UsageError } from './key-options.js';
 import type { CommandOutput } from './show.js';
+import { clusterOf, interruptSignals, readLine } from './cluster-command.js';
 
 const usage = 'pgwarden switchover --config FILE [--cluster C] --to NODE [--yes] [--dry-run] [--json]';
-const interruptSignals = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 export interface SwitchoverCommandOptions {
   /** Progress lines (stderr). */
@@ -32,33 +31,6 @@ export interface SwitchoverCommandOptions {
   readonly print?: (text: string) => void;
   /** Where the confirmation is read from (default stdin). */
   readonly input?: NodeJS.ReadableStream;
-}
-
-function clusterOf(config: Config, name: string | undefined): ClusterConfig {
-  const names = config.clusters.map((cluster) => cluster.name);
-  if (name === undefined) {
-    if (config.clusters.length !== 1) throw new UsageError(`${config.source} has ${names.length} clusters: pass --cluster NAME (one of ${names.join(', ')})`);
-    return config.clusters[0] as ClusterConfig;
-  }
-  const cluster = config.clusters.find((candidate) => candidate.name === name);
-  if (cluster === undefined) throw new UserError(`${config.source}: no cluster named "${name}"`, `pass --cluster with one of ${names.join(', ')}`);
-  return cluster;
-}
-
-/** One line from `input` (undefined at its end). */
-function readLine(input: NodeJS.ReadableStream): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const lines = createInterface({ input, terminal: false });
-    let answered = false;
-    lines.once('line', (line) => {
-      answered = true;
-      lines.close();
-      resolve(line);
-    });
-    lines.once('close', () => {
-      if (!answered) resolve(undefined);
-    });
-  });
 }
 
 /** The plan as JSON (--json --dry-run). */

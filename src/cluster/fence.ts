@@ -197,14 +197,8 @@ export async function fenceNode(request: FenceRequest): Promise<FenceResult> {
 // ---------------------------------------------------------------------------------------------
 // Rejoining
 
-export interface RejoinRequest {
-  readonly cluster: ClusterConfig;
-  readonly node: string | NodeConfig;
-  readonly newPrimary: string | NodeConfig;
-  readonly progress: (line: string) => void;
-  readonly signal?: AbortSignal | undefined;
-  readonly stateDir?: string | undefined;
-}
+/** The same as a fencing request: the node, the primary it rejoins, progress, abort, state. */
+export type RejoinRequest = FenceRequest;
 
 export interface RejoinResult {
   readonly node: string;

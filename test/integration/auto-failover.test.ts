@@ -12,7 +12,6 @@
 //     outcome alert re-arms automatic failover (it was held off); then p1 restarts
 //     (writable on the old timeline): the watcher fences it and it rejoins as a standby of the new
 //     primary, receiving what is written there.
-import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +22,7 @@ import type { Config } from '../../src/config/types.js';
 import { probeIds } from '../../src/probes/index.js';
 import { waitFor, type TestCluster } from '../support/cluster.js';
 import { pgwarden } from '../support/cli.js';
-import { createFailoverCluster, pgbouncerState, queryDsn, roleOf, type ConfigJson, type FailoverCluster } from '../support/failover-cluster.js';
+import { createFailoverCluster, killDashNine, pgbouncerState, queryDsn, roleOf, type ConfigJson, type FailoverCluster } from '../support/failover-cluster.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 import { alertEvents, parseEvents, spawnWatch, startWatcher, stopWatch, type WatchProcess } from '../support/watch.js';
 
@@ -60,27 +59,6 @@ function logLine(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
 
 async function inRecovery(cluster: TestCluster): Promise<boolean> {
   return (await cluster.sql('select pg_is_in_recovery() as r'))[0]?.['r'] === true;
-}
-
-/** SIGKILL to the postmaster and every process it started, at once (the server gets no chance to clean up). */
-function killDashNine(cluster: TestCluster): void {
-  const pid = Number.parseInt(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8'), 10);
-  const children = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      return ppid === pid ? [Number(entry)] : [];
-    } catch {
-      return [];
-    }
-  });
-  for (const target of [pid, ...children]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
 }
 
 /** A client inserting one row at a time through PgBouncer, reconnecting after errors; remembers the acknowledged ids. */
@@ -176,7 +154,7 @@ describe('automatic failover', () => {
     const writer = writeLoop(fixture.appDsn());
     await waitFor('rows acknowledged through PgBouncer', async () => writer.acked.length >= 100, { timeoutMs: 30_000 });
 
-    killDashNine(p1);
+    await killDashNine(p1);
     const killedAt = Date.now();
     const standbys = [fixture.node('s1'), fixture.node('s2')];
     // The new primary: the standby that leaves recovery and commits a write (synchronous: once the other follows it).

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwardenBin, PostgresScratch } from '../support/as-postgres.js';
 import { createPrimary, destroyAll, waitFor, type TestCluster } from '../support/cluster.js';
-import { killAll, overwideLines, start, type Terminal } from '../support/terminal.js';
+import { dialogText, killAll, overwideLines, start, type Terminal } from '../support/terminal.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scratch = new PostgresScratch('console-jobs');
@@ -25,16 +25,6 @@ let repo: string;
 let home: string;
 let configPath: string;
 let auditPath: string;
-
-/** The text inside the dialog's border, wrapped lines joined back with spaces. */
-function dialogText(screen: string): string {
-  return screen
-    .split('\n')
-    .filter((line) => line.startsWith('│'))
-    .map((line) => line.replace(/^│\s?/, '').replace(/\s*│$/, '').trim())
-    .join(' ')
-    .replace(/\s+/g, ' ');
-}
 
 /** The console as the postgres user, on the Backups view. */
 async function console(extra: readonly string[] = []): Promise<Terminal> {

@@ -12,22 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFailoverCluster, queryDsn, roleOf, type FailoverCluster } from '../support/failover-cluster.js';
 import { waitFor } from '../support/cluster.js';
-import { killAll, start, type Terminal } from '../support/terminal.js';
+import { dialogText, killAll, start, type Terminal } from '../support/terminal.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 let fixture: FailoverCluster;
 let home: string;
 let auditPath: string;
-
-/** The text inside the dialog's border, wrapped lines joined back with spaces. */
-function dialogText(screen: string): string {
-  return screen
-    .split('\n')
-    .filter((line) => line.startsWith('│'))
-    .map((line) => line.replace(/^│\s?/, '').replace(/\s*│$/, '').trim())
-    .join(' ')
-    .replace(/\s+/g, ' ');
-}
 
 async function auditEntries(): Promise<Record<string, unknown>[]> {
   const text = await readFile(auditPath, 'utf8').catch(() => '');

@@ -14,7 +14,6 @@
 //   (stopped), rewinds it and starts it as a standby: it streams from s1, a write on s1 reaches
 //   it, the row written on p1 during the split brain is gone, and the deposed record is cleared;
 // - `rejoin s1` (the only primary) is refused.
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,45 +21,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwarden } from '../support/cli.js';
-import { waitFor, type TestCluster } from '../support/cluster.js';
-import { createFailoverCluster, pgbouncerState, queryDsn, roleOf, type FailoverCluster } from '../support/failover-cluster.js';
+import { waitFor } from '../support/cluster.js';
+import { createFailoverCluster, killDashNine, pgbouncerState, queryDsn, roleOf, type FailoverCluster } from '../support/failover-cluster.js';
 
 const MB = 1024 * 1024;
 
 let fixture: FailoverCluster;
 let stateHome: string;
 let env: Record<string, string>;
-
-/** SIGKILL to the postmaster and every process it started, at once; resolves when all are gone. */
-async function killNine(cluster: TestCluster): Promise<void> {
-  const pid = Number.parseInt(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8'), 10);
-  const alive = (target: number): boolean => {
-    try {
-      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      return state !== 'Z' && state !== 'X';
-    } catch {
-      return false;
-    }
-  };
-  const children = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      return ppid === pid ? [Number(entry)] : [];
-    } catch {
-      return [];
-    }
-  });
-  for (const target of [pid, ...children]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // Gone already.
-    }
-  }
-  await waitFor(`${cluster.name}'s processes to die`, async () => [pid, ...children].every((target) => !alive(target)), { intervalMs: 20 });
-}
 
 /** Inserts ids through PgBouncer, one connection each, remembering those whose commit was acknowledged. */
 class InsertLoop {
@@ -138,7 +106,7 @@ describe('pgwarden failover and rejoin (synchronous)', () => {
 
     const loop = new InsertLoop(fixture.appDsn());
     await waitFor('100 acknowledged inserts through PgBouncer', async () => loop.acknowledged.length >= 100);
-    await killNine(p1);
+    await killDashNine(p1);
     const acknowledgedBeforeKill = loop.acknowledged.length;
 
     // A forced candidate that lags is refused; nothing changes.

@@ -11,11 +11,12 @@
  * needs a password. The test harness's clusters keep working after pgwarden stopped, rewound or
  * restarted them: their ports and configuration files stay as they were.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { createPrimary, createStandby, type TestCluster } from './cluster.js';
+import { createPrimary, createStandby, waitFor, type TestCluster } from './cluster.js';
 import { startPgBouncer, type TestPgBouncer } from './pgbouncer.js';
 
 export const NODE_NAMES = ['p1', 's1', 's2'] as const;
@@ -198,4 +199,35 @@ export async function roleOf(cluster: TestCluster): Promise<{ inRecovery: boolea
     streamingTo: standbys.map((one) => String(one['application_name'])),
     upstreamPort: row?.['upstream'] === null || row?.['upstream'] === undefined ? null : Number(row['upstream']),
   };
+}
+
+/** SIGKILL to the postmaster and every process it started, at once; resolves when all are gone. */
+export async function killDashNine(cluster: TestCluster): Promise<void> {
+  const pid = Number.parseInt(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8'), 10);
+  const alive = (target: number): boolean => {
+    try {
+      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      return state !== 'Z' && state !== 'X';
+    } catch {
+      return false;
+    }
+  };
+  const children = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return ppid === pid ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+  for (const target of [pid, ...children]) {
+    try {
+      process.kill(target, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  await waitFor(`${cluster.name}'s processes to die`, async () => [pid, ...children].every((target) => !alive(target)), { intervalMs: 20 });
 }

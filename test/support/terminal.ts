@@ -217,3 +217,13 @@ export async function killAll(): Promise<void> {
 export function overwideLines(lines: readonly string[], columns: number): readonly string[] {
   return lines.filter((line) => displayWidth(line) > columns);
 }
+
+/** The text inside the dialog's border, wrapped lines joined back with spaces. */
+export function dialogText(screen: string): string {
+  return screen
+    .split('\n')
+    .filter((line) => line.startsWith('│'))
+    .map((line) => line.replace(/^│\s?/, '').replace(/\s*│$/, '').trim())
+    .join(' ')
+    .replace(/\s+/g, ' ');
+}
