@@ -27,7 +27,7 @@ import { UserError, messageOf } from '../errors.js';
 import { formatBytes } from '../format/units.js';
 import { number, stringOrNull } from '../probes/values.js';
 import { upstreamConninfo } from './local-node.js';
-import { manualResume, PgBouncerControl, repointIni, repointPgBouncer, withPause, type Endpoint } from './pgbouncer-control.js';
+import { allowQuickLogins, manualResume, PgBouncerControl, repointIni, repointPgBouncer, withPause, type Endpoint } from './pgbouncer-control.js';
 import { quoteSql, throwIfAborted } from './processes.js';
 import { defaultSlotName } from './replica.js';
 import { ensureSlot, follow, lsnBytes, promote, readPosition, waitStreaming, withSession } from './roles.js';
@@ -573,6 +573,7 @@ export async function runFailover(plan: FailoverPlan, options: FailoverRunOption
   if (cluster.pgbouncer !== undefined && plan.pgbouncer !== undefined) {
     const control = new PgBouncerControl(cluster.pgbouncer);
     progress(`PgBouncer: PAUSE (at most ${Math.round(cluster.failover.pauseTimeoutMs / 1000)} s)`);
+    let restoreLogins: ((entries: readonly string[], timeoutMs: number) => Promise<void>) | undefined;
     try {
       await withPause(control, cluster.failover.pauseTimeoutMs, async () => {
         await promoteStep();
@@ -585,6 +586,11 @@ export async function runFailover(plan: FailoverPlan, options: FailoverRunOption
             `point [databases] in ${plan.pgbouncer?.ini ?? 'pgbouncer.ini'} at ${candidateNode.connection.host}:${candidateNode.connection.port} by hand and RELOAD; then point the other standbys at ${candidateNode.name}`,
           );
         }
+        // Its logins to the dead primary failed: without this it would wait server_login_retry (15 s) before the new one.
+        restoreLogins = await allowQuickLogins(control).catch((error: unknown) => {
+          progress(`PgBouncer: could not lower server_login_retry (${messageOf(error)}); new server connections may wait up to its value`);
+          return undefined;
+        });
       });
     } catch (error) {
       if (promotedAt !== undefined && !(error instanceof FailoverFailedError)) {
@@ -593,6 +599,7 @@ export async function runFailover(plan: FailoverPlan, options: FailoverRunOption
       }
       throw error;
     } finally {
+      await restoreLogins?.(entries, 5000).catch((error: unknown) => progress(`PgBouncer: could not put server_login_retry back (${messageOf(error)}); set it by hand with SET or RELOAD`));
       await control.close();
     }
     progress('PgBouncer: resumed');

@@ -10,6 +10,7 @@
  */
 import { chmod, chown, readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { PgBouncerConfig } from '../config/types.js';
 import { PgBouncerAdmin } from '../db/pgbouncer.js';
 import { UserError, messageOf } from '../errors.js';
@@ -80,6 +81,27 @@ export class PgBouncerControl {
     await this.admin.query({ text: 'RELOAD' }, 10_000);
   }
 
+  /** A setting as PgBouncer runs with it now (SHOW CONFIG), or undefined when it has none of that name. */
+  async setting(key: string): Promise<string | undefined> {
+    const rows = await this.admin.query({ text: 'SHOW CONFIG' }, 5000);
+    const row = rows.find((candidate) => string(candidate, 'key') === key);
+    return row === undefined ? undefined : string(row, 'value');
+  }
+
+  /** SET on the admin console: takes effect at once, until the next RELOAD (key and value are checked, never quoted in). */
+  async set(key: string, value: string): Promise<void> {
+    if (!/^[a-z_]+$/.test(key) || !/^[0-9.]+$/.test(value)) throw new Error(`refusing SET ${key} = ${value}`);
+    await this.admin.query({ text: `SET ${key} = ${value}` }, 5000);
+  }
+
+  /** Whether every pool of these [databases] entries holds a server connection, or has no client waiting. */
+  async serving(entries: readonly string[]): Promise<boolean> {
+    const rows = await this.admin.query({ text: 'SHOW POOLS' }, 5000);
+    return rows
+      .filter((row) => entries.includes(string(row, 'database')))
+      .every((row) => number(row, 'cl_waiting') === 0 || number(row, 'sv_active') + number(row, 'sv_idle') + number(row, 'sv_used') > 0);
+  }
+
   /** The host and port of every [databases] entry as PgBouncer runs them now (SHOW DATABASES). */
   async databases(): Promise<readonly { name: string; host: string; port: number }[]> {
     const rows = await this.admin.query({ text: 'SHOW DATABASES' }, 5000);
@@ -112,6 +134,28 @@ export async function withPause<T>(control: PgBouncerControl, timeoutMs: number,
   }
   await control.resume();
   return result;
+}
+
+/**
+ * After a failover: PgBouncer opens no new server connection for server_login_retry (15 s by
+ * default) after a failed login, and the logins to the dead primary failed; a RELOAD with the new
+ * address does not clear that. So the retry delay is set to 0 (call this while paused, after the
+ * repoint); the function returned waits, after the RESUME, until the repointed pools hold a server
+ * connection again (at most `timeoutMs`), then puts the setting back as it was. It must be called
+ * on every path (a finally), like RESUME.
+ */
+export async function allowQuickLogins(control: PgBouncerControl): Promise<(entries: readonly string[], timeoutMs: number) => Promise<void>> {
+  const before = await control.setting('server_login_retry');
+  if (before === undefined) return () => Promise.resolve();
+  await control.set('server_login_retry', '0');
+  return async (entries, timeoutMs) => {
+    try {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && !(await control.serving(entries))) await delay(50);
+    } finally {
+      await control.set('server_login_retry', before);
+    }
+  };
 }
 
 export interface Repointed {

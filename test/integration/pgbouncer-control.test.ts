@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgBouncerControl, repointPgBouncer, withPause } from '../../src/cluster/pgbouncer-control.js';
+import { allowQuickLogins, PgBouncerControl, repointPgBouncer, withPause } from '../../src/cluster/pgbouncer-control.js';
 import { resolveConnection } from '../../src/config/conninfo.js';
 import { createPrimary, destroyAll, waitFor, type TestCluster } from '../support/cluster.js';
 import { startPgBouncer, type TestPgBouncer } from '../support/pgbouncer.js';
@@ -137,5 +137,45 @@ describe('repointPgBouncer', () => {
     const blind = new PgBouncerControl({ connection: control.config.connection, ini: undefined });
     await expect(repointPgBouncer(blind, { host: old.host, port: old.port }, { host: '127.0.0.1', port: 5432 })).rejects.toThrow(/no "ini" path/);
     await blind.close();
+  });
+});
+
+describe('allowQuickLogins', () => {
+  it('lets PgBouncer log in to the new primary at once after its logins to the dead one failed, then puts server_login_retry back', async () => {
+    const dead = await createPrimary({ name: 'bouncer-dead' });
+    const other = await startPgBouncer({ backendHost: dead.host, backendPort: dead.port, databases: { app: 'dbname=postgres' }, poolMode: 'transaction' });
+    const otherControl = new PgBouncerControl({ connection: resolveConnection(other.adminDsn, 'test'), ini: join(other.dir, 'pgbouncer.ini') });
+    const connectApp = async (): Promise<pg.Client> => {
+      const made = new pg.Client({ connectionString: other.dsn('app') });
+      made.on('error', () => undefined);
+      await made.connect();
+      clients.push(made);
+      return made;
+    };
+    try {
+      expect(await otherControl.setting('server_login_retry')).toBe('15');
+      const app = await connectApp();
+      await app.query('select 1');
+      await dead.stop('immediate');
+      // The primary is gone: PgBouncer's login to it fails, and it holds new logins back (server_login_retry).
+      const waiting = app.query('select inet_server_port() as port');
+      await waitFor('PgBouncer to log a failed login to the dead primary', async () => /connect failed|login failed|could not connect/i.test(await other.log()));
+      const failedAt = Date.now();
+      let restore: ((entries: readonly string[], timeoutMs: number) => Promise<void>) | undefined;
+      await withPause(otherControl, 5000, async () => {
+        await repointPgBouncer(otherControl, { host: dead.host, port: dead.port }, { host: '127.0.0.1', port: 5432 });
+        restore = await allowQuickLogins(otherControl);
+        expect(await otherControl.setting('server_login_retry')).toBe('0');
+      });
+      await restore?.(['app'], 5000);
+      // The client that waited through all of it is answered by the new primary, well within the
+      // 15 s PgBouncer would otherwise hold logins back after the failed one.
+      expect((await waiting).rows[0]).toEqual({ port: 5432 });
+      expect(Date.now() - failedAt).toBeLessThan(15_000);
+      expect(await otherControl.setting('server_login_retry')).toBe('15');
+    } finally {
+      await otherControl.close();
+      await other.stop();
+    }
   });
 });
