@@ -141,8 +141,9 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
-  await scratch.cleanUp();
+  // The server first: its archive_command writes into the repository until it stops.
   await primary?.destroy();
+  await scratch.cleanUp();
 });
 
 describe('backups of a cluster with tablespaces', () => {

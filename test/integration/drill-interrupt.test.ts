@@ -84,8 +84,9 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await scratch.cleanUp();
+  // The server first: its archive_command writes into the repository until it stops.
   await primary?.destroy();
+  await scratch.cleanUp();
 });
 
 describe('pgwarden drill interrupted', () => {
