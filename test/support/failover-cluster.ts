@@ -11,7 +11,7 @@
  * needs a password. The test harness's clusters keep working after pgwarden stopped, rewound or
  * restarted them: their ports and configuration files stay as they were.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -204,15 +204,9 @@ export async function roleOf(cluster: TestCluster): Promise<{ inRecovery: boolea
 /** SIGKILL to the postmaster and every process it started, at once; resolves when all are gone. */
 export async function killDashNine(cluster: TestCluster): Promise<void> {
   const pid = Number.parseInt(readFileSync(join(cluster.dataDir, 'postmaster.pid'), 'utf8'), 10);
-  const alive = (target: number): boolean => {
-    try {
-      const stat = readFileSync(`/proc/${target}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      return state !== 'Z' && state !== 'X';
-    } catch {
-      return false;
-    }
-  };
+  // Gone means reaped: a zombie still answers kill(pid, 0), and a restarted postmaster then
+  // refuses to start ("lock file postmaster.pid already exists") until init reaps it.
+  const alive = (target: number): boolean => existsSync(`/proc/${target}`);
   const children = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
