@@ -17,6 +17,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwardenAsPostgres, pgwardenBin, PostgresScratch, type Run } from '../support/as-postgres.js';
+import { restoredPort, restoreTarget } from '../support/restores.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
 import { drillRecords, processesUsing } from '../support/drills.js';
 
@@ -60,22 +61,9 @@ async function backup(extra: readonly string[]): Promise<string> {
   return run.stdout.trim();
 }
 
-/** A new target directory (absent, in a postgres-owned parent); its server is stopped at the end. */
-async function targetDir(name: string): Promise<string> {
-  const dir = join(await scratch.dir(name), 'data');
-  scratch.onCleanUp(async () => {
-    if (existsSync(join(dir, 'postmaster.pid'))) {
-      await execFileAsync('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), 'stop', '-D', dir, '-m', 'immediate', '-w']).catch(() => undefined);
-    }
-  });
-  return dir;
-}
+const targetDir = (name: string): Promise<string> => restoreTarget(scratch, name);
 
-function portOf(run: Run): number {
-  const match = /runs on port (\d+)/.exec(run.stdout);
-  if (match === null) throw new Error(`no port in: ${run.stdout}\n${run.stderr}`);
-  return Number(match[1]);
-}
+const portOf = restoredPort;
 
 async function queryOn<T>(port: number, sql: string): Promise<T[]> {
   const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });

@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwardenAsPostgres, pgwardenBin, PostgresScratch, type Run } from '../support/as-postgres.js';
+import { restoredPort, restoreTarget } from '../support/restores.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
 
 const execFileAsync = promisify(execFile);
@@ -25,23 +26,9 @@ const scratch = new PostgresScratch('restore');
 const pgwarden = (args: readonly string[]): Promise<Run> => pgwardenAsPostgres(args);
 
 
-/** A new target directory (absent, in a postgres-owned parent); its server is stopped at the end. */
-async function targetDir(name: string): Promise<string> {
-  const dir = join(await scratch.dir(name), 'data');
-  scratch.onCleanUp(async () => {
-    if (existsSync(join(dir, 'postmaster.pid'))) {
-      await execFileAsync('runuser', ['-u', 'postgres', '--', join(PG_BIN, 'pg_ctl'), 'stop', '-D', dir, '-m', 'immediate', '-w']).catch(() => undefined);
-    }
-  });
-  return dir;
-}
+const targetDir = (name: string): Promise<string> => restoreTarget(scratch, name);
 
-/** The port the restore reported ("the server runs on port N"). */
-function portOf(run: Run): number {
-  const match = /runs on port (\d+)/.exec(run.stdout);
-  if (match === null) throw new Error(`no port in: ${run.stdout}\n${run.stderr}`);
-  return Number(match[1]);
-}
+const portOf = restoredPort;
 
 async function idsOn(port: number): Promise<number[]> {
   const client = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', database: 'postgres' });
