@@ -5,12 +5,11 @@
 // racing on one name (held at their store by a gate around the real local repository, so that each
 // interleaving is produced on purpose), `pgwarden verify` and `wal fetch` on a name stored twice by
 // an older version, and a real WalReceiver storing gzip next to archive_command storing zstd.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { chown, cp, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,12 +19,11 @@ import { recoveryWindow } from '../../src/backup/window.js';
 import { readCatalog } from '../../src/backup/catalog.js';
 import { fetchWal } from '../../src/backup/wal/fetch.js';
 import { pushWal, type WalPushResult } from '../../src/backup/wal/push.js';
-import type { WalReceiverEvent } from '../../src/backup/wal/receive.js';
 import { PostgresScratch, pgwardenAsPostgres, pgwardenBin, type Run } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
+import { startReceiver, type ReceiverProcess } from '../support/wal-receiver.js';
 
 const execFileAsync = promisify(execFile);
-const DIST = join(resolve(import.meta.dirname, '../..'), 'dist');
 const PG_BIN = process.env['PGWARDEN_TEST_PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
 const TIMELINE_DIR = join('wal', '00000001');
 const scratch = new PostgresScratch('wal-claim');
@@ -401,38 +399,15 @@ describe('a name stored twice by an older version', () => {
   });
 });
 
-/**
- * A WalReceiver storing gzip, in a process of its own as the postgres user (archive_command's
- * user), printing each event as a JSON line and stopping cleanly when stdin closes.
- */
-const RECEIVER_SCRIPT = `
-const [dsn, spoolDir, repo, pgBin] = process.argv.slice(1);
-const { WalReceiver } = await import('${DIST}/backup/wal/receive.js');
-const { LocalRepository } = await import('${DIST}/backup/repository/local.js');
-const { resolveConnection } = await import('${DIST}/config/conninfo.js');
-const receiver = new WalReceiver({
-  connection: resolveConnection(dsn, 'the test cluster'), cluster: 'Claim Test', spoolDir,
-  repositories: [new LocalRepository(repo)], compression: 'gzip', pgBin, slotCheckMs: 500, statusIntervalS: 1,
-  onEvent: (event) => process.stdout.write(JSON.stringify(event) + '\\n'),
-});
-await receiver.start();
-process.stdin.on('end', () => { receiver.stop().then(() => process.exit(0), () => process.exit(1)); });
-process.stdin.resume();
-`;
-
-const receivers: { child: ChildProcess; stop(): Promise<void> }[] = [];
+const receivers: ReceiverProcess[] = [];
 
 describe('a WalReceiver with gzip and archive_command with zstd in one repository', () => {
   it('store every switched segment under one key, and neither side fails', async () => {
     const spool = join(await scratch.dir('spool'), 'spool');
     await execFileAsync('runuser', ['-u', 'postgres', '--', 'mkdir', '-m', '0700', spool]);
-    const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, '--input-type=module', '-e', RECEIVER_SCRIPT, primary.dsn(), spool, repo, PG_BIN], {
-      cwd: spool, stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const events: WalReceiverEvent[] = [];
-    createInterface({ input: child.stdout }).on('line', (line) => events.push(JSON.parse(line) as WalReceiverEvent));
-    const exited = new Promise<void>((done) => child.once('exit', () => done()));
-    const receiver = { child, stop: async () => { child.stdin.end(); await exited; } };
+    // The receiver stores gzip; the server's archive_command stores zstd.
+    const receiver = startReceiver({ dsn: primary.dsn(), spool, repo, pgBin: PG_BIN, cluster: 'Claim Test', compression: 'gzip' });
+    const { events } = receiver;
     receivers.push(receiver);
     await waitFor('the receiver to start pg_receivewal', async () => events.some((event) => event.type === 'started'));
     await waitFor('the slot to be active', async () => {

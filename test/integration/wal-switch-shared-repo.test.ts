@@ -4,50 +4,20 @@
 // repository. Each switched segment is stored once and both sides count it as archived; a segment
 // stored first with other bytes after its switch record (what pg_receivewal's copy may hold) is
 // counted as archived by the receiver and by archive_command, and is never replaced.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, readdir, readFile, rm, stat, writeFile, chown } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WalReceiverEvent } from '../../src/backup/wal/receive.js';
 import { PostgresScratch, pgwardenAsPostgres, pgwardenBin } from '../support/as-postgres.js';
 import { createPrimary, waitFor, type TestCluster } from '../support/cluster.js';
+import { startReceiver as startWalReceiver, type ReceiverProcess } from '../support/wal-receiver.js';
 
 const execFileAsync = promisify(execFile);
-const DIST = join(resolve(import.meta.dirname, '../..'), 'dist');
 const PG_BIN = process.env['PGWARDEN_TEST_PG_BIN'] ?? '/usr/lib/postgresql/15/bin';
 const SEGMENT = 16 * 1024 * 1024;
 const scratch = new PostgresScratch('wal-shared');
-
-/**
- * The receiver runs in a process of its own as the postgres user, as archive_command does: both
- * then write into the repository as one user (a root test process would leave objects the
- * archiver cannot read). It prints each event as a JSON line and stops cleanly when stdin closes.
- * It compresses as archive_command does (auto: zstd), so that both store a segment under the same
- * key and the repository tells the second one that the first one was there.
- */
-const RECEIVER_SCRIPT = `
-const [dsn, spoolDir, repo, pgBin] = process.argv.slice(1);
-const { WalReceiver } = await import('${DIST}/backup/wal/receive.js');
-const { LocalRepository } = await import('${DIST}/backup/repository/local.js');
-const { resolveConnection } = await import('${DIST}/config/conninfo.js');
-const receiver = new WalReceiver({
-  connection: resolveConnection(dsn, 'the test cluster'), cluster: 'Shared Test', spoolDir,
-  repositories: [new LocalRepository(repo)], compression: 'auto', pgBin, slotCheckMs: 500, statusIntervalS: 1,
-  onEvent: (event) => process.stdout.write(JSON.stringify(event) + '\\n'),
-});
-await receiver.start();
-process.stdin.on('end', () => { receiver.stop().then(() => process.exit(0), () => process.exit(1)); });
-process.stdin.resume();
-`;
-
-interface ReceiverProcess {
-  readonly events: WalReceiverEvent[];
-  readonly child: ChildProcess;
-  stop(): Promise<void>;
-}
 
 let primary: TestCluster;
 let repoDir: string;
@@ -56,21 +26,12 @@ let spool: string;
 let gate: string;
 const receivers: ReceiverProcess[] = [];
 
+/**
+ * The receiver compresses as archive_command does (auto: zstd), so that both store a segment under
+ * the same key and the repository tells the second one that the first one was there.
+ */
 function startReceiver(): ReceiverProcess {
-  const child = spawn('runuser', ['-u', 'postgres', '--', process.execPath, '--input-type=module', '-e', RECEIVER_SCRIPT, primary.dsn(), spool, repoDir, PG_BIN], {
-    cwd: spool, stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const events: WalReceiverEvent[] = [];
-  createInterface({ input: child.stdout }).on('line', (line) => events.push(JSON.parse(line) as WalReceiverEvent));
-  const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  const made: ReceiverProcess = {
-    events,
-    child,
-    stop: async () => {
-      child.stdin.end();
-      await exited;
-    },
-  };
+  const made = startWalReceiver({ dsn: primary.dsn(), spool, repo: repoDir, pgBin: PG_BIN, cluster: 'Shared Test', compression: 'auto' });
   receivers.push(made);
   return made;
 }
