@@ -93,6 +93,8 @@ describe('local plus off-site repositories', () => {
     // The segment the switch closes is the one holding the inserts.
     const closed = (await primary.psql('select pg_walfile_name(pg_switch_wal())')).trim();
     await waitFor('the segment with the last inserts off-site', async () => (await offsiteKeys('wal/00000001/')).some((key) => key.startsWith(closed)));
+    // Its archive_command has returned too: no push is still writing into the local repository.
+    await waitFor('the archiver done with that segment', async () => (await primary.psql('select last_archived_wal from pg_stat_archiver')).trim() >= closed);
 
     await rm(local, { recursive: true, force: true });
     const verify = await run(['verify', '--config', configFile, '--cluster', 'prod', '--repo', 'offsite']);

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgwardenBin, PostgresScratch } from '../support/as-postgres.js';
 import { createPrimary, destroyAll, waitFor, type TestCluster } from '../support/cluster.js';
-import { dialogText, killAll, overwideLines, start, type Terminal } from '../support/terminal.js';
+import { killAll, overwideLines, start, type Terminal, waitForDialog } from '../support/terminal.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const scratch = new PostgresScratch('console-jobs');
@@ -77,7 +77,7 @@ describe('backup jobs from the Backups view', () => {
     expect(await terminal.screen()).toMatch(/b back up {2}v verify {2}D drill/);
 
     await terminal.press('b');
-    const plan = dialogText(await terminal.waitForText('Back up now'));
+    const plan = await waitForDialog(terminal, 'Back up now');
     const command = `${process.execPath} ${pgwardenBin} backup --config ${configPath} --cluster main --node primary --fast`;
     expect(plan).toContain(`target: main/primary primary → local (${repo})`);
     expect(plan).toContain('danger: medium');
@@ -101,7 +101,7 @@ describe('backup jobs from the Backups view', () => {
     expect(overwideLines(await terminal.joinedLines(), columns)).toEqual([]);
 
     await terminal.press('v');
-    const verifyPlan = dialogText(await terminal.waitForText('Verify a backup'));
+    const verifyPlan = await waitForDialog(terminal, 'Verify a backup');
     expect(verifyPlan).toContain(`1. ${process.execPath} ${pgwardenBin} verify ${id} --config ${configPath} --cluster main --repo local`);
     expect(verifyPlan).toContain('danger: low');
     expect(verifyPlan).toContain('the server is not touched');
@@ -111,7 +111,7 @@ describe('backup jobs from the Backups view', () => {
 
     // A drill: its plan names `pgwarden drill` with the same config, cluster and repository; declined here.
     await terminal.press('D');
-    const drillPlan = dialogText(await terminal.waitForText('Restore drill'));
+    const drillPlan = await waitForDialog(terminal, 'Restore drill');
     expect(drillPlan).toContain(`1. ${process.execPath} ${pgwardenBin} drill --config ${configPath} --cluster main --repo local`);
     expect(drillPlan).toContain('danger: medium');
     await terminal.press('n');
@@ -140,7 +140,7 @@ describe('backup jobs from the Backups view', () => {
     await terminal.waitForText(/warning: a backup job is running on main \(\S+\): one at a time; wait for it, or Esc to stop it/);
 
     await terminal.press('q');
-    const quit = dialogText(await terminal.waitForText('Quit: a backup job is running'));
+    const quit = await waitForDialog(terminal, 'Quit: a backup job is running');
     expect(quit).toMatch(/running for \S+ \(pid \d+\)/);
     expect(quit).toContain('listed as incomplete, never counted as a backup');
     await terminal.press('n');
@@ -168,13 +168,13 @@ describe('backup jobs from the Backups view', () => {
   it('--read-only refuses a backup and says why, but offers verify', async () => {
     const terminal = await console(['--read-only']);
     await terminal.press('b');
-    const refused = dialogText(await terminal.waitForText('refused:'));
+    const refused = await waitForDialog(terminal, 'refused:');
     expect(refused).toContain('refused: --read-only: a backup runs a checkpoint and pg_backup_start on the server (verify is allowed)');
     await terminal.press('Escape');
     // Esc then a key at once would read as Alt+key: wait for the dialog to close.
     await terminal.waitForScreen('the dialog to close', (screen) => !screen.includes('refused:'));
     await terminal.press('v');
-    const verify = dialogText(await terminal.waitForText('Verify a backup'));
+    const verify = await waitForDialog(terminal, 'Verify a backup');
     expect(verify).toContain('press y to run');
     await terminal.press('n');
     await terminal.waitForText('nothing was done');

@@ -227,3 +227,18 @@ export function dialogText(screen: string): string {
     .join(' ')
     .replace(/\s+/g, ' ');
 }
+
+/**
+ * Waits for a whole dialog whose text contains `title`: its top border, the title, and its bottom
+ * border below them, so a frame the terminal has only partly drawn is never read as the dialog.
+ */
+export async function waitForDialog(terminal: Terminal, title: string | RegExp, timeoutMs?: number): Promise<string> {
+  const screen = await terminal.waitForScreen(`a whole dialog with "${String(title)}"`, (text) => {
+    const lines = text.split('\n');
+    const top = lines.findIndex((line) => line.startsWith('╭'));
+    const bottom = lines.findIndex((line, index) => index > top && line.startsWith('╰'));
+    const inside = dialogText(lines.slice(top, bottom + 1).join('\n'));
+    return top >= 0 && bottom > top && (typeof title === 'string' ? inside.includes(title) : title.test(inside));
+  }, timeoutMs);
+  return dialogText(screen);
+}
