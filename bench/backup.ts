@@ -260,6 +260,9 @@ async function round(scratch: Scratch, cluster: TestCluster, index: number): Pro
     const port = await freePort();
     startedDirs.add(startDir);
     restoreStart = await timedAsPostgres([...pgwarden, 'restore', '--repo', scratch.pgwardenRepo, ...keyArgs, '--to', 'latest', '--target-dir', startDir, '--start', '--port', String(port)]);
+    // Where the server's start went (its log has millisecond timestamps), on stderr.
+    const serverLog = readFileSync(join(startDir, 'pgwarden-restore.log'), 'utf8').trim();
+    process.stderr.write(`round ${index + 1}: pgwarden restore --start, the server log:\n${serverLog.replace(/^/gm, '  ')}\n`);
     await freshDir(scratch, 'pgwarden-start');
 
     // pgBackRest restores to the end of the archive and promotes; its copy keeps the source's

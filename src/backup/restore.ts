@@ -37,12 +37,15 @@ import { createGunzip } from 'node:zlib';
 import { writeFileAtomic } from '../atomic-file.js';
 import { UserError, messageOf } from '../errors.js';
 import { readCatalog } from './catalog.js';
+import { clusterState } from './control-file.js';
 import { decryptStream } from './crypto.js';
+import { durably } from './durable.js';
 import { LocalRepository } from './repository/local.js';
 import type { BackupManifest, Keyring, Repository } from './types.js';
 import { baseObjects, checkTablespaceTargets, rewriteTablespaceMap, TABLESPACE_MAP_FILE, tablespaceObjects, tablespaceTargets, type TablespaceMapping, type TablespaceTarget } from './tablespaces.js';
 import { Meter, childStream } from './verify.js';
 import { fetchWal } from './wal/fetch.js';
+import { segmentsToStage, STAGED_WAL_CLEANUP, STAGED_WAL_DIR, stagedWalShell, stageWal } from './wal-staging.js';
 import { parseWalFileName, segmentFileName, segmentNumber } from './wal/segment.js';
 import { bigIntToLsn, lsnToBigInt, recoveryWindow, type BackupReach, type RecoveryWindow } from './window.js';
 
@@ -797,9 +800,9 @@ function quoteConf(value: string): string {
  */
 export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[], localArchive?: string): string {
   const fetch = [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
-  if (localArchive === undefined) return fetch;
+  if (localArchive === undefined) return `${stagedWalShell()}; exec ${fetch}`;
   const wal = quoteShell(join(localArchive, 'wal'));
-  return `[ -f pg_wal/%f ] && exit 1; w=${wal}; d=$w/$(echo %f | cut -c1-8); if [ -r "$w" ] && [ -x "$w" ] && { [ ! -e "$d" ] || { [ -r "$d" ] && [ -x "$d" ] && ! ls "$d"/%f.* >/dev/null 2>&1; }; }; then exit 1; fi; exec ${fetch}`;
+  return `${stagedWalShell()}; [ -f pg_wal/%f ] && exit 1; w=${wal}; d=$w/$(echo %f | cut -c1-8); if [ -r "$w" ] && [ -x "$w" ] && { [ ! -e "$d" ] || { [ -r "$d" ] && [ -x "$d" ] && ! ls "$d"/%f.* >/dev/null 2>&1; }; }; then exit 1; fi; exec ${fetch}`;
 }
 
 /** The local repository directory restore_command reads, when it reads exactly one (--repo DIR). */
@@ -901,7 +904,14 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
   await giveTo(owner, logPath);
   const [ctl, ctlArgs] = asOwner(owner, pgProgram(options.pgBin, major, 'pg_ctl'), ['start', '-D', dir, '-l', logPath, '-w', '-t', '86400', '-s']);
   options.progress?.(`restore: starting PostgreSQL ${major} on port ${port} as ${owner.name}; server log ${logPath}`);
-  const start = await startServer(ctl, ctlArgs, dir, options.signal);
+  // pg_ctl -w returns once the server accepts connections (in hot standby, long before the end of
+  // recovery); meanwhile pg_control is polled, so the end of recovery is seen within milliseconds.
+  let ctlResult: RunResult | undefined;
+  const ctlDone = startServer(ctl, ctlArgs, dir, options.signal).then((result) => {
+    ctlResult = result;
+    return result;
+  });
+  ctlDone.catch(() => undefined);
   const psql = pgProgram(options.pgBin, major, 'psql');
   const query = async (sql: string): Promise<string | undefined> => {
     const pidText = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => '');
@@ -911,23 +921,34 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
     const result = await run(program, args, { ...process.env, PGCONNECT_TIMEOUT: '5', TZ: 'UTC' }, options.signal);
     return result.code === 0 ? result.stdout.trim() : undefined;
   };
+  const failed = async (): Promise<RecoveryFailedError> => new RecoveryFailedError(
+    `RECOVERY FAILED: the restored server in ${dir} stopped before recovery ended (target ${describeTarget(plan.target)})\n  ${await fatalLines(logPath)}`,
+    'the target was not reached or WAL is missing: see the server log above; restore again with a target inside the recovery window',
+  );
   let lastReport = Date.now();
+  let lastQuery = 0;
+  let sawRecovery = false;
   for (;;) {
     throwIfAborted(options.signal);
-    if (start.code !== 0 || (await runningPostmaster(dir)) === undefined) {
-      throw new RecoveryFailedError(
-        `RECOVERY FAILED: the restored server in ${dir} stopped before recovery ended (target ${describeTarget(plan.target)})\n  ${await fatalLines(logPath)}`,
-        'the target was not reached or WAL is missing: see the server log above; restore again with a target inside the recovery window',
-      );
+    if (ctlResult !== undefined && (ctlResult.code !== 0 || (await runningPostmaster(dir)) === undefined)) throw await failed();
+    // A psql only when pg_control says recovery is over (or every 100 ms once pg_ctl has returned,
+    // in case it never says so). The copied pg_control says "in production" until the startup
+    // process rewrites it: that counts only after a recovery state has been seen.
+    const state = await clusterState(dir);
+    if (state === 'in archive recovery' || state === 'in crash recovery') sawRecovery = true;
+    const production = sawRecovery && state === 'in production';
+    if (production || (ctlResult !== undefined && Date.now() - lastQuery >= 100)) {
+      lastQuery = Date.now();
+      if ((await query('select pg_is_in_recovery()')) === 'f') break;
     }
-    const inRecovery = await query('select pg_is_in_recovery()');
-    if (inRecovery === 'f') break;
-    if (Date.now() - lastReport > 10_000) {
+    if (ctlResult !== undefined && Date.now() - lastReport > 10_000) {
       lastReport = Date.now();
       options.progress?.(`restore: recovering, replayed up to ${(await query('select pg_last_wal_replay_lsn()')) ?? '?'}`);
     }
-    await new Promise((done) => setTimeout(done, 100));
+    await new Promise((done) => setTimeout(done, production ? 20 : 10));
   }
+  // pg_ctl has returned or returns within its 100 ms poll: it must not outlive the restore.
+  if ((await ctlDone).code !== 0) throw await failed();
   const facts = (await query("select pg_last_wal_replay_lsn() || '|' || coalesce(pg_last_xact_replay_timestamp()::text, '') || '|' || (select timeline_id from pg_control_checkpoint())")) ?? '||';
   const [lsn = '', time = '', timeline = '0'] = facts.split('|');
   const log = await readFile(logPath, 'utf8').catch(() => '');
@@ -994,6 +1015,28 @@ export interface RestoreResult {
   readonly recovery?: RecoveryOutcome;
 }
 
+/**
+ * Stages the WAL recovery reads first (src/backup/wal-staging.ts), beside the unpacking; never
+ * fails: where staging stops, restore_command fetches on demand.
+ */
+async function stage(plan: RestorePlan, options: RestoreOptions, owner: Owner, dir: string): Promise<void> {
+  if (plan.target.kind === 'backup') return;
+  const names = segmentsToStage({
+    backupTimeline: plan.manifest.timeline, stopWal: plan.manifest.stopWal, ranges: plan.reach.ranges, segmentSize: plan.window.segmentSize,
+    ...(plan.target.kind === 'lsn' ? { lastSegment: lsnToBigInt(plan.target.lsn) / BigInt(plan.window.segmentSize) } : {}),
+  });
+  if (names.length === 0) return;
+  let result: Awaited<ReturnType<typeof stageWal>>;
+  try {
+    result = await stageWal(names, { repository: options.repository, keyring: options.keyring, dataDir: dir, owner, signal: options.signal });
+  } catch (error) {
+    options.progress?.(`restore: no WAL staged for recovery: ${messageOf(error)} (recovery fetches what it needs itself)`);
+    return;
+  }
+  const staged = result.staged.length === 0 ? 'no WAL segment' : `${result.staged.length} WAL segment(s), ${result.staged[0] ?? ''} to ${result.staged.at(-1) ?? ''},`;
+  options.progress?.(`restore: ${staged} staged in ${STAGED_WAL_DIR}/ for recovery${result.stoppedAt === undefined ? '' : `; staging stopped at ${result.stoppedAt.name}: ${result.stoppedAt.reason} (recovery fetches it itself, if it needs it)`}`);
+}
+
 /** Restores a backup into `targetDir` for `target` (see the file comment). */
 export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const dir = resolve(options.targetDir);
@@ -1012,16 +1055,29 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const recorded: ProgressExtra = targets.length === 0 ? {} : { tablespaceDirs: targets.map((target) => target.dir) };
   let unpacked = { done: 0, skipped: plan.manifest.objects.length };
   if (progress?.state !== 'unpacked') {
-    unpacked = await unpack(plan, options, owner, dir, progress, { objects: baseObjects(plan.manifest), into: dir, label: '', base: true }, recorded);
-    if (targets.length > 0) {
-      await pointTablespaces(dir, owner, targets);
-      for (const target of targets) {
-        await createOwned(target.dir, owner);
-        const label = `tablespace ${target.tablespace.name}: `;
-        const done = await unpack(plan, options, owner, dir, undefined, { objects: tablespaceObjects(plan.manifest, target.tablespace), into: target.dir, label, base: false }, recorded);
-        unpacked = { ...unpacked, done: unpacked.done + done.done };
+    const unpackAll = async (): Promise<{ done: number; skipped: number }> => {
+      let count = await unpack(plan, options, owner, dir, progress, { objects: baseObjects(plan.manifest), into: dir, label: '', base: true }, recorded);
+      if (targets.length > 0) {
+        await pointTablespaces(dir, owner, targets);
+        for (const target of targets) {
+          await createOwned(target.dir, owner);
+          const label = `tablespace ${target.tablespace.name}: `;
+          const done = await unpack(plan, options, owner, dir, undefined, { objects: tablespaceObjects(plan.manifest, target.tablespace), into: target.dir, label, base: false }, recorded);
+          count = { ...count, done: count.done + done.done };
+        }
       }
-    }
+      return count;
+    };
+    // On disk before it is recorded as unpacked: tar does not fsync (src/backup/durable.ts).
+    // The WAL recovery reads first is staged meanwhile (src/backup/wal-staging.ts).
+    unpacked = await durably([dir, ...targets.map((target) => target.dir)], async () => {
+      const staging = stage(plan, options, owner, dir);
+      try {
+        return await unpackAll();
+      } finally {
+        await staging;
+      }
+    });
     await writeProgress(dir, owner, { backupId: plan.manifest.id, target: describeTarget(plan.target), state: 'unpacked', partsDone: plan.manifest.objects.length, resumeOffset: plan.manifest.originalBytes, ...recorded });
   }
 
@@ -1029,9 +1085,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const extra: Record<string, string> = {};
   if (options.keepArchiving !== true) extra['archive_mode'] = 'off';
   if (port !== undefined) extra['port'] = String(port);
-  // tar -x does not fsync: the server's first start syncs the whole directory, one fsync per file
-  // by default; syncfs (PostgreSQL 14+) syncs the file system in one call.
-  if (plan.manifest.pgVersion >= 14) extra['recovery_init_sync_method'] = 'syncfs';
+  if (existsSync(join(dir, STAGED_WAL_DIR))) extra['recovery_end_command'] = STAGED_WAL_CLEANUP;
   const settings = recoverySettings(options.target, restoreCommandLine(options.pgwarden, options.walFetchArgs, localArchiveOf(options.repository, options.walFetchArgs)), extra);
   await writeRecoverySettings(dir, owner, settings, plan);
   options.progress?.(`restore: recovery settings written to ${join(dir, 'postgresql.auto.conf')}, recovery.signal created`);

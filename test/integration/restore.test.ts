@@ -106,7 +106,8 @@ describe('pgwarden restore', () => {
     expect(await idsOn(portOf(run))).toEqual([1, 2, 3, 4, 5, 6]);
 
     const auto = await readFile(join(dir, 'postgresql.auto.conf'), 'utf8');
-    expect(auto).toContain(`restore_command = '[ -f pg_wal/%f ] && exit 1; w=${repo}/wal; `);
+    expect(auto).toContain(`restore_command = 'if [ -f pgwarden-wal-staged/%f ]; then mv -f pgwarden-wal-staged/%f %p && exit 0; exit 126; fi; [ -f pg_wal/%f ] && exit 1; w=${repo}/wal; `);
+    expect(auto).toContain("recovery_end_command = 'rm -rf pgwarden-wal-staged'");
     expect(auto).toContain(`exec ${process.execPath} ${pgwardenBin} wal fetch %f %p --repo ${repo}'`);
     expect(auto).toContain("recovery_target_action = 'promote'");
     expect(auto).toContain("archive_mode = 'off'");
@@ -134,11 +135,17 @@ describe('pgwarden restore', () => {
     expect(existsSync(join(dir, 'from-pg-wal'))).toBe(false);
   });
 
-  it('to latest: every archived commit is there', async () => {
+  it('to latest: every archived commit is there, replayed from WAL staged while the backup unpacked', async () => {
     const dir = await targetDir('latest');
     const run = await pgwarden(['restore', '--repo', repo, '--to', 'latest', '--target-dir', dir, '--start']);
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
     expect(await idsOn(portOf(run))).toEqual([...BEFORE, ...AFTER]);
+    const staged = /restore: (\d+) WAL segment\(s\), (\w+) to (\w+), staged in pgwarden-wal-staged\//.exec(run.stderr);
+    expect(staged, run.stderr).not.toBeNull();
+    // Recovery took each one from there (restore_command moved it), and the rest went at its end.
+    const log = await readFile(join(dir, 'pgwarden-restore.log'), 'utf8');
+    expect(log).toContain(`restored log file "${staged?.[3] ?? ''}" from archive`);
+    expect(existsSync(join(dir, 'pgwarden-wal-staged'))).toBe(false);
     await stopServer(dir);
   });
 
