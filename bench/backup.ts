@@ -18,7 +18,10 @@
  * (pgwarden AES-256-GCM with a generated master key; pgBackRest repo-cipher-type=aes-256-cbc with a
  * generated passphrase in its config file, mode 0600); both an immediate checkpoint (pgwarden
  * --fast; pgBackRest start-fast=y). Both restores are timed without starting the server, and then
- * to the end of recovery (pgwarden --start; pgBackRest restore + pg_ctl start + promotion).
+ * to the end of recovery (pgwarden --start; pgBackRest restore + pg_ctl start + promotion). The
+ * order alternates each round (backups, then restores in the other order), and every timed run
+ * starts after a `sync` (not timed): the page cache's write-back of the step before is not charged
+ * to whichever tool comes next.
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -170,6 +173,11 @@ async function stopRestored(dir: string): Promise<void> {
   startedDirs.delete(dir);
 }
 
+/** Writes back everything dirty in the page cache (not timed), so a timed run pays only for its own writes. */
+async function settle(): Promise<void> {
+  await promisify(execFile)('sync');
+}
+
 async function freshDir(scratch: Scratch, name: string): Promise<string> {
   const dir = join(scratch.root, 'restores', name);
   await stopRestored(dir);
@@ -179,7 +187,8 @@ async function freshDir(scratch: Scratch, name: string): Promise<string> {
 
 interface Round {
   readonly ours: { backup: TimedRun; backupBytes: number; phases: Map<string, number>; restore: TimedRun; restoreStart: TimedRun | undefined };
-  readonly theirs: { backup: TimedRun; backupBytes: number; restore: TimedRun; startS: number | undefined };
+  /** startRestore: the restore before the timed start (its own run, not the one timed alone). */
+  readonly theirs: { backup: TimedRun; backupBytes: number; restore: TimedRun; startRestore: TimedRun; startS: number };
 }
 
 /**
@@ -242,43 +251,72 @@ async function round(scratch: Scratch, cluster: TestCluster, index: number): Pro
     ours = await pgwardenBackup(scratch, cluster);
   }
 
-  process.stderr.write(`round ${index + 1}: restores…\n`);
+  process.stderr.write(`round ${index + 1}: restores (${oursFirst ? 'pgBackRest first' : 'pgwarden first'})…\n`);
   const keyArgs = ['--key', `${keyId}=${scratch.keyFile}`];
-  const oursDir = await freshDir(scratch, 'pgwarden');
-  const restore = await timedAsPostgres([...pgwarden, 'restore', '--repo', scratch.pgwardenRepo, ...keyArgs, '--to', 'latest', '--target-dir', oursDir]);
-  await freshDir(scratch, 'pgwarden');
-
-  const theirsDir = await freshDir(scratch, 'pgbackrest');
-  await mkdir(theirsDir, { mode: 0o700 });
-  await chown(theirsDir, ...(await postgresIds()));
-  const theirsRestore = await timedAsPostgres(pgbackrest(scratch, `--pg1-path=${theirsDir}`, '--archive-mode=off', 'restore'));
-
-  let restoreStart: TimedRun | undefined;
-  let startS: number | undefined;
-  {
+  // Each timed run starts on a settled disk: what earlier steps left dirty in the page cache is
+  // written back first (sync, not timed), so neither tool pays for the other's writes.
+  const oursRestore = async (): Promise<TimedRun> => {
+    const oursDir = await freshDir(scratch, 'pgwarden');
+    await settle();
+    const run = await timedAsPostgres([...pgwarden, 'restore', '--repo', scratch.pgwardenRepo, ...keyArgs, '--to', 'latest', '--target-dir', oursDir]);
+    await freshDir(scratch, 'pgwarden');
+    return run;
+  };
+  const theirsDir = join(scratch.root, 'restores', 'pgbackrest');
+  const theirsRestoreRun = async (): Promise<TimedRun> => {
+    await freshDir(scratch, 'pgbackrest');
+    await mkdir(theirsDir, { mode: 0o700 });
+    await chown(theirsDir, ...(await postgresIds()));
+    await settle();
+    return timedAsPostgres(pgbackrest(scratch, `--pg1-path=${theirsDir}`, '--archive-mode=off', 'restore'));
+  };
+  const oursStart = async (): Promise<TimedRun> => {
     const startDir = await freshDir(scratch, 'pgwarden-start');
     const port = await freePort();
     startedDirs.add(startDir);
-    restoreStart = await timedAsPostgres([...pgwarden, 'restore', '--repo', scratch.pgwardenRepo, ...keyArgs, '--to', 'latest', '--target-dir', startDir, '--start', '--port', String(port)]);
+    await settle();
+    const run = await timedAsPostgres([...pgwarden, 'restore', '--repo', scratch.pgwardenRepo, ...keyArgs, '--to', 'latest', '--target-dir', startDir, '--start', '--port', String(port)]);
     // Where the server's start went (its log has millisecond timestamps), on stderr.
     const serverLog = readFileSync(join(startDir, 'pgwarden-restore.log'), 'utf8').trim();
     process.stderr.write(`round ${index + 1}: pgwarden restore --start, the server log:\n${serverLog.replace(/^/gm, '  ')}\n`);
     await freshDir(scratch, 'pgwarden-start');
-
-    // pgBackRest restores to the end of the archive and promotes; its copy keeps the source's
-    // port in the included test config, so a port of its own goes last in postgresql.auto.conf.
+    return run;
+  };
+  // pgBackRest restores to the end of the archive and promotes; its copy keeps the source's port
+  // in the included test config, so a port of its own goes last in postgresql.auto.conf.
+  const theirsStart = async (): Promise<{ restore: TimedRun; startS: number }> => {
+    const restore = await theirsRestoreRun();
     const theirsPort = await freePort();
     await appendFile(join(theirsDir, 'postgresql.auto.conf'), `port = ${theirsPort}\n`);
     const started = process.hrtime.bigint();
     startedDirs.add(theirsDir);
     await asPostgres([join(pgBin, 'pg_ctl'), 'start', '-D', theirsDir, '-l', join(scratch.root, 'restores', 'pgbackrest.log'), '-w', '-t', '600']);
     await waitPromoted(theirsPort);
-    startS = Number(process.hrtime.bigint() - started) / 1e9;
+    return { restore, startS: Number(process.hrtime.bigint() - started) / 1e9 };
+  };
+
+  // The order alternates against the backups': the tool that backed up last restores first.
+  let restore: TimedRun;
+  let theirsRestore: TimedRun;
+  let restoreStart: TimedRun;
+  let theirsStarted: { restore: TimedRun; startS: number };
+  if (oursFirst) {
+    theirsRestore = await theirsRestoreRun();
+    restore = await oursRestore();
+    theirsStarted = await theirsStart();
+    restoreStart = await oursStart();
+  } else {
+    restore = await oursRestore();
+    theirsRestore = await theirsRestoreRun();
+    restoreStart = await oursStart();
+    theirsStarted = await theirsStart();
   }
+  const startS = theirsStarted.startS;
+  const theirsStartRestore = theirsStarted.restore;
   await freshDir(scratch, 'pgbackrest');
   return {
     ours: { backup: ours.run, backupBytes: ours.bytes, phases: ours.phases, restore, restoreStart },
-    theirs: { backup: theirs.run, backupBytes: theirs.bytes, restore: theirsRestore, startS },
+    theirs: { backup: theirs.run, backupBytes: theirs.bytes, restore: theirsRestore, startRestore: theirsStartRestore, startS },
   };
 }
 
@@ -299,8 +337,8 @@ function report(rounds: readonly Round[], walBytes: { ours: number; theirs: numb
       [n, 'restore (not started)', s1(ours.restore.wallS), s1(theirs.restore.wallS), ratio(ours.restore.wallS, theirs.restore.wallS), verdict(ours.restore.wallS / theirs.restore.wallS, 1)],
       [n, 'restore, CPU (user+sys)', cpu(ours.restore), cpu(theirs.restore), ratio(ours.restore.userS + ours.restore.sysS, theirs.restore.userS + theirs.restore.sysS), ''],
     );
-    if (ours.restoreStart !== undefined && theirs.startS !== undefined) {
-      const theirsTotal = theirs.restore.wallS + theirs.startS;
+    if (ours.restoreStart !== undefined) {
+      const theirsTotal = theirs.startRestore.wallS + theirs.startS;
       rows.push([n, 'restore + recovery to promotion', s1(ours.restoreStart.wallS), s1(theirsTotal), ratio(ours.restoreStart.wallS, theirsTotal), verdict(ours.restoreStart.wallS / theirsTotal, 1)]);
     }
   });
