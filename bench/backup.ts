@@ -19,9 +19,9 @@
  * generated passphrase in its config file, mode 0600); both an immediate checkpoint (pgwarden
  * --fast; pgBackRest start-fast=y). Both restores are timed without starting the server, and then
  * to the end of recovery (pgwarden --start; pgBackRest restore + pg_ctl start + promotion). The
- * order alternates each round (backups, then restores in the other order), and every timed run
- * starts after a `sync` (not timed): the page cache's write-back of the step before is not charged
- * to whichever tool comes next.
+ * order alternates each round (backups, then restores in the other order), and every timed
+ * restore starts after a `sync` and with the page cache dropped (not timed): the write-back of the
+ * step before is not charged to whichever tool comes next, and neither reads from a warm cache.
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -173,9 +173,15 @@ async function stopRestored(dir: string): Promise<void> {
   startedDirs.delete(dir);
 }
 
-/** Writes back everything dirty in the page cache (not timed), so a timed run pays only for its own writes. */
+/**
+ * The same start for every timed run (not timed): everything dirty is written back, so a run pays
+ * only for its own writes, and the page cache is dropped, so no run reads the repository from
+ * memory or reuses the pages the run before it freed (in a VM that hands freed memory back to the
+ * host, reused pages are far cheaper than fresh ones, which made the order of the runs matter).
+ */
 async function settle(): Promise<void> {
   await promisify(execFile)('sync');
+  await writeFile('/proc/sys/vm/drop_caches', '3\n');
 }
 
 async function freshDir(scratch: Scratch, name: string): Promise<string> {

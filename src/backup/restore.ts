@@ -584,7 +584,9 @@ async function unpack(plan: RestorePlan, options: RestoreOptions, owner: Owner, 
   if (first > 0) options.progress?.(`restore: resuming at part ${first + 1}/${objects.length}: parts 1-${first} were unpacked and verified before`);
   if (stream && unit.base && progress !== undefined) options.progress?.(`restore: resuming: backup ${manifest.id} was compressed by the server as one stream, so it is unpacked again from its first part`);
 
-  const [program, args] = asOwner(owner, 'tar', ['-x', '-f', '-', '-C', unit.into]);
+  // 1 MiB records (-b 2048; -B: a pipe's short reads make whole records): tar reads and writes in
+  // 1 MiB calls instead of 10 KiB ones, a third less time in the kernel for a large cluster.
+  const [program, args] = asOwner(owner, 'tar', ['-x', '-b', '2048', '-B', '-f', '-', '-C', unit.into]);
   throwIfAborted(options.signal);
   const tar = spawn(program, args, { stdio: ['pipe', 'ignore', 'pipe'] });
   const forgetTar = terminateOnAbort(tar, options.signal);
@@ -925,27 +927,34 @@ async function startAndWait(plan: RestorePlan, options: RestoreOptions, owner: O
     `RECOVERY FAILED: the restored server in ${dir} stopped before recovery ended (target ${describeTarget(plan.target)})\n  ${await fatalLines(logPath)}`,
     'the target was not reached or WAL is missing: see the server log above; restore again with a target inside the recovery window',
   );
-  let lastReport = Date.now();
-  let lastQuery = 0;
-  let sawRecovery = false;
-  for (;;) {
-    throwIfAborted(options.signal);
-    if (ctlResult !== undefined && (ctlResult.code !== 0 || (await runningPostmaster(dir)) === undefined)) throw await failed();
-    // A psql only when pg_control says recovery is over (or every 100 ms once pg_ctl has returned,
-    // in case it never says so). The copied pg_control says "in production" until the startup
-    // process rewrites it: that counts only after a recovery state has been seen.
-    const state = await clusterState(dir);
-    if (state === 'in archive recovery' || state === 'in crash recovery') sawRecovery = true;
-    const production = sawRecovery && state === 'in production';
-    if (production || (ctlResult !== undefined && Date.now() - lastQuery >= 100)) {
-      lastQuery = Date.now();
-      if ((await query('select pg_is_in_recovery()')) === 'f') break;
+  try {
+    let lastReport = Date.now();
+    let lastQuery = 0;
+    let sawRecovery = false;
+    for (;;) {
+      throwIfAborted(options.signal);
+      if (ctlResult !== undefined && (ctlResult.code !== 0 || (await runningPostmaster(dir)) === undefined)) throw await failed();
+      // A psql only when pg_control says recovery is over (or every 100 ms once pg_ctl has returned,
+      // in case it never says so). The copied pg_control says "in production" until the startup
+      // process rewrites it: that counts only after a recovery state has been seen.
+      const state = await clusterState(dir);
+      if (state === 'in archive recovery' || state === 'in crash recovery') sawRecovery = true;
+      const production = sawRecovery && state === 'in production';
+      if (production || (ctlResult !== undefined && Date.now() - lastQuery >= 100)) {
+        lastQuery = Date.now();
+        if ((await query('select pg_is_in_recovery()')) === 'f') break;
+      }
+      if (ctlResult !== undefined && Date.now() - lastReport > 10_000) {
+        lastReport = Date.now();
+        options.progress?.(`restore: recovering, replayed up to ${(await query('select pg_last_wal_replay_lsn()')) ?? '?'}`);
+      }
+      await new Promise((done) => setTimeout(done, production ? 20 : 10));
     }
-    if (ctlResult !== undefined && Date.now() - lastReport > 10_000) {
-      lastReport = Date.now();
-      options.progress?.(`restore: recovering, replayed up to ${(await query('select pg_last_wal_replay_lsn()')) ?? '?'}`);
-    }
-    await new Promise((done) => setTimeout(done, production ? 20 : 10));
+  } catch (error) {
+    // Interrupted: not before pg_ctl is stopped, which waits for postmaster.pid, so that the
+    // caller's `pg_ctl stop` sees the server it launched (startServer).
+    await ctlDone.catch(() => undefined);
+    throw error;
   }
   // pg_ctl has returned or returns within its 100 ms poll: it must not outlive the restore.
   if ((await ctlDone).code !== 0) throw await failed();
