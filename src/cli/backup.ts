@@ -109,7 +109,7 @@ function parseBackup(args: readonly string[], env: Env, progress: BackupCommandO
     if (configFile !== undefined) {
       if (values['dsn'] !== undefined) throw new UsageError('--dsn and --config exclude each other: the config names the nodes');
       if (keySourcesOf(parsed.tokens).length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
-      const { config, plan } = backupPlanOf(configFile, values['cluster'] as string | undefined, env);
+      const { config, plan } = await backupPlanOf(configFile, values['cluster'] as string | undefined, env);
       node = nodeOf(config, plan.cluster, values['node'] as string | undefined);
       const chosen = repo === undefined ? plan.repositories : plan.repositories.filter((r) => r.name === repo);
       if (chosen.length === 0) throw new UsageError(`cluster "${plan.cluster}" has no repository named "${repo ?? ''}" (its repositories: ${plan.repositories.map((r) => r.name).join(', ')})`);
@@ -183,13 +183,13 @@ export async function backupCommand(args: readonly string[], options: BackupComm
 export async function verifyCommand(args: readonly string[], options: BackupCommandOptions = {}): Promise<CommandOutput> {
   const env = options.env ?? process.env;
   let ids: string[] | 'all' | undefined;
-  let choice: ReturnType<typeof chooseRepository>;
+  let choice: Awaited<ReturnType<typeof chooseRepository>>;
   try {
     const parsed = parse(args, { ...repositoryOptions, all: { type: 'boolean' } });
     if (parsed.positionals.length > 1) throw new UsageError(`verify takes at most one backup id, got ${parsed.positionals.length}`);
     if (parsed.values['all'] === true && parsed.positionals.length > 0) throw new UsageError('a backup id and --all exclude each other');
     ids = parsed.values['all'] === true ? 'all' : parsed.positionals.length === 1 ? [parsed.positionals[0] ?? ''] : undefined;
-    choice = chooseRepository(parsed.values, parsed.tokens, env);
+    choice = await chooseRepository(parsed.values, parsed.tokens, env);
   } catch (error) {
     if (error instanceof UsageError) return failure(`pgwarden: verify: ${error.message}\n  usage: ${verifyUsage}`, 2);
     return failure(`pgwarden: verify: ${describe(error)}`, 2);

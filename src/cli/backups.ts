@@ -197,7 +197,7 @@ export async function backupsCommand(args: readonly string[], env: Readonly<Reco
   let policy: RetentionPolicy;
   try {
     parsed = parse(args);
-    choice = chooseRepository(parsed.values, parsed.tokens, env);
+    choice = await chooseRepository(parsed.values, parsed.tokens, env);
     policy = parsed.policy(choice.plan);
   } catch (error) {
     if (error instanceof UsageError) return { stdout: '', stderr: `pgwarden: backups: ${error.message}\n  usage: ${usage}\n`, exitCode: 2 };

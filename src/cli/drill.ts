@@ -112,7 +112,7 @@ export async function drillCommand(args: readonly string[], options: DrillComman
       }
     }
     if (values['target-dir'] === '') throw new UsageError('--target-dir needs a directory');
-    const choice = chooseRepository(values, parsed.tokens, env);
+    const choice = await chooseRepository(values, parsed.tokens, env);
     close = () => choice.close();
     let source: ConnectionSpec | undefined = values.dsn === undefined ? undefined : resolveConnection(values.dsn, '--dsn', env);
     let tables: readonly string[] = values.table ?? [];

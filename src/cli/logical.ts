@@ -92,7 +92,7 @@ function wholeNumber(values: Values, name: string, min: number): number | undefi
 async function backup(args: readonly string[], env: Env, options: LogicalCommandOptions, keep: (choice: RepositoryChoice) => void): Promise<CommandOutput> {
   const { values, tokens } = parse(args, { ...serverOptions, database: { type: 'string', multiple: true } });
   const connection = connectionOf(values, env);
-  const choice = chooseRepository(values, tokens, env);
+  const choice = await chooseRepository(values, tokens, env);
   keep(choice);
   const databases = values['database'] as string[] | undefined;
   const results = await takeLogicalBackups({
@@ -109,7 +109,7 @@ async function backup(args: readonly string[], env: Env, options: LogicalCommand
 
 async function list(args: readonly string[], env: Env, keep: (choice: RepositoryChoice) => void): Promise<CommandOutput> {
   const { values, tokens } = parse(args, { database: { type: 'string' }, json: { type: 'boolean' } });
-  const choice = chooseRepository(values, tokens, env);
+  const choice = await chooseRepository(values, tokens, env);
   keep(choice);
   const dumps = await listLogicalBackups(choice.repository, values['database'] as string | undefined);
   if (values['json'] === true) return { stdout: `${JSON.stringify(dumps, null, 2)}\n`, stderr: '', exitCode: 0 };
@@ -145,7 +145,7 @@ async function restore(args: readonly string[], env: Env, options: LogicalComman
   const table = typeof values['table'] === 'string' ? parseTable(values['table']) : undefined;
   if (table !== undefined && values['create'] === true) throw new UsageError('--create goes with a whole-database restore, not with --table');
   const connection = connectionOf(values, env);
-  const choice = chooseRepository(values, tokens, env);
+  const choice = await chooseRepository(values, tokens, env);
   keep(choice);
   const result = await restoreLogical({
     repository: choice.repository, keyring: choice.keyring, connection, database, into,
@@ -166,7 +166,7 @@ async function expire(args: readonly string[], env: Env, keep: (choice: Reposito
   const { values, tokens } = parse(args, { days: { type: 'string' }, 'min-count': { type: 'string' }, 'max-count': { type: 'string' }, 'dry-run': { type: 'boolean' } });
   const days = values['days'] === undefined ? undefined : Number(values['days']);
   if (days !== undefined && !(days >= 0)) throw new UsageError('--days takes a number of days, 0 or more');
-  const choice = chooseRepository(values, tokens, env);
+  const choice = await chooseRepository(values, tokens, env);
   keep(choice);
   const base = choice.plan?.retention ?? defaultRetention;
   const policy: LogicalRetentionPolicy = {

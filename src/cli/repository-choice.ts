@@ -17,10 +17,8 @@ import { openRepository, type OpenRepository } from '../backup/repository/index.
 import { LocalRepository } from '../backup/repository/local.js';
 import type { Keyring } from '../backup/types.js';
 import { resolveBackupPlan, type BackupPlan } from '../config/backups.js';
-import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { UserError } from '../errors.js';
-import { probeIds } from '../probes/index.js';
 import { keySourcesOf, UsageError } from './key-options.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -51,8 +49,13 @@ export interface RepositoryChoice {
   close(): void;
 }
 
-/** The loaded config and the backup plan of --cluster, or of the only configured cluster. */
-export function backupPlanOf(file: string, clusterName: string | undefined, env: Env): { config: Config; plan: BackupPlan } {
+/**
+ * The loaded config and the backup plan of --cluster, or of the only configured cluster. The
+ * config loader (it checks every section, so it loads the probes and checks) is imported only
+ * here: `--repo DIR` commands start without it, restore_command's `wal fetch` among them.
+ */
+export async function backupPlanOf(file: string, clusterName: string | undefined, env: Env): Promise<{ config: Config; plan: BackupPlan }> {
+  const [{ loadConfig }, { probeIds }] = await Promise.all([import('../config/load.js'), import('../probes/index.js')]);
   const config = loadConfig({ configFile: file, dsn: undefined, knownProbes: probeIds, env });
   const names = config.clusters.map((cluster) => cluster.name);
   let name = clusterName;
@@ -76,14 +79,14 @@ export function backupPlanOf(file: string, clusterName: string | undefined, env:
  * The repository named by the parsed options (see the file comment). Throws UsageError for a
  * wrong combination and UserError for a config or key that cannot be read.
  */
-export function chooseRepository(values: Readonly<Record<string, unknown>>, tokens: ReturnType<typeof parseArgs>['tokens'], env: Env): RepositoryChoice {
+export async function chooseRepository(values: Readonly<Record<string, unknown>>, tokens: ReturnType<typeof parseArgs>['tokens'], env: Env): Promise<RepositoryChoice> {
   const repo = values['repo'] as string | undefined;
   const configFile = values['config'] as string | undefined;
   const clusterName = values['cluster'] as string | undefined;
   const sources = keySourcesOf(tokens);
   if (configFile !== undefined) {
     if (sources.length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
-    const { config, plan } = backupPlanOf(configFile, clusterName, env);
+    const { config, plan } = await backupPlanOf(configFile, clusterName, env);
     const chosen = repo === undefined ? plan.repositories[0] : plan.repositories.find((repository) => repository.name === repo);
     if (chosen === undefined) {
       throw new UsageError(`cluster "${plan.cluster}" has no repository named "${repo ?? ''}" (its repositories: ${plan.repositories.map((r) => r.name).join(', ')})`);

@@ -71,7 +71,7 @@ export async function restoreCommand(args: readonly string[], options: RestoreCo
     for (const [index, mapping] of tablespaceMap.entries()) {
       if (tablespaceMap.slice(0, index).some((other) => other.from === mapping.from)) throw new UsageError(`--tablespace-map maps ${mapping.from} twice`);
     }
-    const choice = chooseRepository(values, parsed.tokens, env);
+    const choice = await chooseRepository(values, parsed.tokens, env);
     close = () => choice.close();
     run = {
       repository: choice.repository,

@@ -90,7 +90,7 @@ function walCompression(plan: BackupPlan): Compression | 'auto' {
   return plan.compression === 'gzip' ? 'gzip' : 'auto';
 }
 
-function parse(args: readonly string[], env: Readonly<Record<string, string | undefined>>): WalArgs {
+async function parse(args: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<WalArgs> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -120,7 +120,7 @@ function parse(args: readonly string[], env: Readonly<Record<string, string | un
   const sources = keySourcesOf(parsed.tokens);
   if (config !== undefined) {
     if (sources.length > 0) throw new UsageError('--key and --key-env do not go with --config: the keys come from backups.keys');
-    const { plan } = backupPlanOf(config, cluster, env);
+    const { plan } = await backupPlanOf(config, cluster, env);
     // --repo NAME: that repository only (a restore from the off-site copy when the local one is lost).
     const chosen = repo === undefined ? plan.repositories : plan.repositories.filter((repository) => repository.name === repo);
     if (chosen.length === 0) throw new UsageError(`cluster "${plan.cluster}" has no repository named "${repo ?? ''}" (its repositories: ${plan.repositories.map((r) => r.name).join(', ')})`);
@@ -152,7 +152,7 @@ export async function walCommand(args: readonly string[], env: Readonly<Record<s
   const isFetch = args.includes('fetch');
   let parsed: WalArgs;
   try {
-    parsed = parse(args, env);
+    parsed = await parse(args, env);
   } catch (error) {
     const code = isFetch ? walExitCodes.fetchFailed : walExitCodes.pushUsage;
     const text = error instanceof UsageError ? `${error.message}; usage: ${usage}` : describeFailure(error);
