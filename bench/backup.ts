@@ -18,10 +18,14 @@
  * (pgwarden AES-256-GCM with a generated master key; pgBackRest repo-cipher-type=aes-256-cbc with a
  * generated passphrase in its config file, mode 0600); both an immediate checkpoint (pgwarden
  * --fast; pgBackRest start-fast=y). Both restores are timed without starting the server, and then
- * to the end of recovery (pgwarden --start; pgBackRest restore + pg_ctl start + promotion). The
- * order alternates each round (backups, then restores in the other order), and every timed
- * restore starts after a `sync` and with the page cache dropped (not timed): the write-back of the
- * step before is not charged to whichever tool comes next, and neither reads from a warm cache.
+ * to the end of recovery (pgwarden --start; pgBackRest restore + pg_ctl start + promotion).
+ *
+ * Fairness: every timed backup and restore starts after a `sync` and with the page cache dropped
+ * (not timed), so no run pays for the write-back of the one before or reads the cluster or the
+ * repository from a warm cache; and each round runs the backups and each kind of restore in ABBA
+ * order (two runs per tool, averaged), starting with the other tool each round: in this VM the
+ * run that follows a removal and a cache drop is slower, and ABBA gives neither tool the better
+ * place.
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -173,6 +177,31 @@ async function stopRestored(dir: string): Promise<void> {
   startedDirs.delete(dir);
 }
 
+/** A, B, B, A: each of two runs twice, so neither gains from its place in the sequence. */
+async function abba<A, B>(first: () => Promise<A>, second: () => Promise<B>): Promise<[A, B, B, A]> {
+  const a1 = await first();
+  const b1 = await second();
+  const b2 = await second();
+  const a2 = await first();
+  return [a1, b1, b2, a2];
+}
+
+/** Two runs of one measure averaged (wall and CPU), with the first run itself for its phases. */
+type MeanRun = TimedRun & { readonly first: TimedRun };
+
+function meanRun(a: TimedRun, b: TimedRun): MeanRun {
+  return { ...a, wallS: (a.wallS + b.wallS) / 2, userS: (a.userS + b.userS) / 2, sysS: (a.sysS + b.sysS) / 2, first: a };
+}
+
+/** The first run of an averaged measure (a single run is its own first). */
+function firstOf(run: TimedRun): TimedRun {
+  return 'first' in run ? (run as MeanRun).first : run;
+}
+
+function meanStart(a: { restore: TimedRun; startS: number }, b: { restore: TimedRun; startS: number }): { restore: TimedRun; startS: number } {
+  return { restore: meanRun(a.restore, b.restore), startS: (a.startS + b.startS) / 2 };
+}
+
 /**
  * The same start for every timed run (not timed): everything dirty is written back, so a run pays
  * only for its own writes, and the page cache is dropped, so no run reads the repository from
@@ -247,14 +276,24 @@ async function round(scratch: Scratch, cluster: TestCluster, index: number): Pro
   // Alternate the order, so that neither tool always runs on a warmer page cache.
   const oursFirst = index % 2 === 0;
   process.stderr.write(`round ${index + 1}: backups (${oursFirst ? 'pgwarden first' : 'pgBackRest first'})…\n`);
+  // ABBA here too (see the restores below), every backup from a cold cache (settle): the second
+  // would otherwise find the cluster in the page cache.
+  const oursBackup = async (): Promise<Awaited<ReturnType<typeof pgwardenBackup>>> => {
+    await settle();
+    return pgwardenBackup(scratch, cluster);
+  };
+  const theirsBackup = async (): Promise<Awaited<ReturnType<typeof pgbackrestBackup>>> => {
+    await settle();
+    return pgbackrestBackup(scratch);
+  };
   let ours: Awaited<ReturnType<typeof pgwardenBackup>>;
   let theirs: Awaited<ReturnType<typeof pgbackrestBackup>>;
   if (oursFirst) {
-    ours = await pgwardenBackup(scratch, cluster);
-    theirs = await pgbackrestBackup(scratch);
+    const [o1, t1, t2, o2] = await abba(oursBackup, theirsBackup);
+    [ours, theirs] = [{ ...o1, run: meanRun(o1.run, o2.run) }, { ...t1, run: meanRun(t1.run, t2.run) }];
   } else {
-    theirs = await pgbackrestBackup(scratch);
-    ours = await pgwardenBackup(scratch, cluster);
+    const [t1, o1, o2, t2] = await abba(theirsBackup, oursBackup);
+    [ours, theirs] = [{ ...o1, run: meanRun(o1.run, o2.run) }, { ...t1, run: meanRun(t1.run, t2.run) }];
   }
 
   process.stderr.write(`round ${index + 1}: restores (${oursFirst ? 'pgBackRest first' : 'pgwarden first'})…\n`);
@@ -301,21 +340,23 @@ async function round(scratch: Scratch, cluster: TestCluster, index: number): Pro
     return { restore, startS: Number(process.hrtime.bigint() - started) / 1e9 };
   };
 
-  // The order alternates against the backups': the tool that backed up last restores first.
+  // ABBA: each tool restores twice, first and last or in the middle, and the two are averaged, so
+  // neither gains from its place (in this VM the run right after a removal and a cache drop is
+  // measurably slower). The order alternates with the rounds.
   let restore: TimedRun;
   let theirsRestore: TimedRun;
   let restoreStart: TimedRun;
   let theirsStarted: { restore: TimedRun; startS: number };
   if (oursFirst) {
-    theirsRestore = await theirsRestoreRun();
-    restore = await oursRestore();
-    theirsStarted = await theirsStart();
-    restoreStart = await oursStart();
+    const [t1, o1, o2, t2] = await abba(theirsRestoreRun, oursRestore);
+    [theirsRestore, restore] = [meanRun(t1, t2), meanRun(o1, o2)];
+    const [ts1, os1, os2, ts2] = await abba(theirsStart, oursStart);
+    [theirsStarted, restoreStart] = [meanStart(ts1, ts2), meanRun(os1, os2)];
   } else {
-    restore = await oursRestore();
-    theirsRestore = await theirsRestoreRun();
-    restoreStart = await oursStart();
-    theirsStarted = await theirsStart();
+    const [o1, t1, t2, o2] = await abba(oursRestore, theirsRestoreRun);
+    [theirsRestore, restore] = [meanRun(t1, t2), meanRun(o1, o2)];
+    const [os1, ts1, ts2, os2] = await abba(oursStart, theirsStart);
+    [theirsStarted, restoreStart] = [meanStart(ts1, ts2), meanRun(os1, os2)];
   }
   const startS = theirsStarted.startS;
   const theirsStartRestore = theirsStarted.restore;
@@ -365,11 +406,11 @@ function report(rounds: readonly Round[], walBytes: { ours: number; theirs: numb
     const firstPart = lineAt(ours.restore, /part 1\/\d+.*verified and unpacked/);
     const lastPart = ours.restore.lines.filter((entry) => /verified and unpacked/.test(entry.line)).at(-1)?.atS;
     if (firstPart !== undefined && lastPart !== undefined) {
-      console.log(`round ${index + 1} pgwarden restore phases: plan and first part ${s1(firstPart)}; other parts ${s1(lastPart - firstPart)}; settings and exit ${s1(ours.restore.wallS - lastPart)}`);
+      console.log(`round ${index + 1} pgwarden restore phases (first of its two runs): plan and first part ${s1(firstPart)}; other parts ${s1(lastPart - firstPart)}; settings and exit ${s1(firstOf(ours.restore).wallS - lastPart)}`);
     }
     const starting = ours.restoreStart === undefined ? undefined : lineAt(ours.restoreStart, /starting PostgreSQL/);
     if (ours.restoreStart !== undefined && starting !== undefined) {
-      console.log(`round ${index + 1} pgwarden restore --start: unpacked at ${s1(starting)}; start and recovery to promotion ${s1(ours.restoreStart.wallS - starting)}`);
+      console.log(`round ${index + 1} pgwarden restore --start (first of its two runs): unpacked at ${s1(starting)}; start and recovery to promotion ${s1(firstOf(ours.restoreStart).wallS - starting)}`);
     }
   }
 }
