@@ -15,6 +15,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 /** fsync calls in flight at once: the kernel merges them, and a big file does not hold up the small ones. */
 const CONCURRENCY = 8;
 
+/** The shortest time from the start of one background pass to the start of the next. */
+const PASS_INTERVAL_MS = 200;
+
 /** What each file looked like when it was last fsynced: size and change time. */
 type Synced = Map<string, string>;
 
@@ -99,12 +102,16 @@ export async function syncTrees(roots: readonly string[]): Promise<void> {
 export async function durably<T>(roots: readonly string[], work: () => Promise<T>): Promise<T> {
   const synced: Synced = new Map();
   let finished = false;
+  // Ends the pause between passes at once when the work is done.
+  const done = new AbortController();
   const flusher = (async () => {
     while (!finished) {
       const started = Date.now();
       await syncPass(roots, synced, false).catch(() => undefined);
-      // A pass that found little to do: do not spin on the directory listing.
-      if (!finished && Date.now() - started < 50) await delay(100);
+      // A pass lists and stats every file: at most one per PASS_INTERVAL_MS, so a tree of many
+      // files does not keep a core busy listing it.
+      const left = PASS_INTERVAL_MS - (Date.now() - started);
+      if (!finished && left > 0) await delay(left, undefined, { signal: done.signal }).catch(() => undefined);
     }
   })();
   let result: T;
@@ -112,6 +119,7 @@ export async function durably<T>(roots: readonly string[], work: () => Promise<T
     result = await work();
   } finally {
     finished = true;
+    done.abort();
     await flusher;
   }
   await syncPass(roots, synced, true);
