@@ -15,11 +15,14 @@
  *    member on (tar overwrites the files it meets again). A backup with tablespaces: each one's tar
  *    is then extracted whole into its location or where `tablespaceMap` sends it (checked in step
  *    1: empty or creatable, nothing written otherwise), and tablespace_map is rewritten to match
- *    (src/backup/tablespaces.ts).
+ *    (src/backup/tablespaces.ts). Meanwhile the first WAL segments recovery will read are staged
+ *    (src/backup/wal-staging.ts), and every file written is fsynced before the restore is
+ *    recorded as unpacked (src/backup/durable.ts).
  * 3. Recovery settings: a block in postgresql.auto.conf (restore_command = pgwarden wal fetch,
  *    recovery_target_*, recovery_target_action = 'promote', archive_mode = 'off' unless asked to
  *    keep archiving) and recovery.signal.
- * 4. With `start`: pg_ctl start as the owner, then wait until pg_is_in_recovery() is false; a
+ * 4. With `start`: pg_ctl start as the owner, then wait until pg_control says the cluster is in
+ *    production (src/backup/control-file.ts) and pg_is_in_recovery() confirms it; a
  *    server that stops instead (FATAL: the target was not reached) is a RecoveryFailedError.
  *
  * An optional AbortSignal (a drill stopped by SIGTERM) ends the programs it waits on and rejects.
@@ -799,6 +802,7 @@ function quoteConf(value: string): string {
  * that, a file the backup itself brought in pg_wal/ (`-X fetch`: the WAL from its start to its
  * stop, whole segments) is answered "not in the archive" too, so that the server reads it there
  * (restore_command runs in the data directory; PostgreSQL falls back to pg_wal/ on exit 1).
+ * First of all, a segment the restore staged (src/backup/wal-staging.ts) is moved into place.
  */
 export function restoreCommandLine(pgwarden: readonly string[], walFetchArgs: readonly string[], localArchive?: string): string {
   const fetch = [...pgwarden, 'wal', 'fetch'].map(quoteShell).concat('%f', '%p', ...walFetchArgs.map(quoteShell)).join(' ');
